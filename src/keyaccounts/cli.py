@@ -1,0 +1,242 @@
+"""The `keyaccounts` command line (Typer + Rich). Exit codes: 0 ok, 2 bad input, 1 internal
+error, 130 interrupted."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from .config import InputSpec, Pipeline, load_pipeline, parse_columns
+from .errors import InputError
+from .quality import QualityReport
+
+app = typer.Typer(
+    name="keyaccounts", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Key-account identification and funnel-based sales forecasting.\n\n"
+         "Tables in (transactions, customers, invoices, opportunities), point-in-time features out.")
+out_console = Console()
+err_console = Console(stderr=True)
+
+Transactions = Annotated[Optional[Path], typer.Option(
+    "--transactions", "-t", help="Transactions file (CSV/TSV/TXT[.gz], Parquet, Excel): customer_id, timestamp, "
+    "amount [invoice_id, quantity, unit_price, cost, product].")]
+Customers = Annotated[Optional[Path], typer.Option(
+    help="Customers file: customer_id [name, owner, region, industry, size, credit_limit, signup_date].")]
+Invoices = Annotated[Optional[Path], typer.Option(
+    help="Invoices (receivables) file: invoice_id, customer_id, issue_date, due_date, amount [paid_date].")]
+Opportunities = Annotated[Optional[Path], typer.Option(
+    help="Opportunities file: opportunity_id, created_date, stage, amount [customer_id, owner, product, "
+    "expected_close_date, closed_date, outcome].")]
+StageHistory = Annotated[Optional[Path], typer.Option(
+    "--stage-history", help="Stage history file: opportunity_id, stage, changed_at.")]
+Columns = Annotated[Optional[str], typer.Option(
+    help="Column mapping canonical=YourColumn, comma separated, e.g. "
+    "'customer_id=CustomerID,timestamp=InvoiceDate'. Prefix with a table to be specific: "
+    "'invoices.amount=Total'. Unprefixed items apply to every file that has that column.")]
+AsOf = Annotated[Optional[str], typer.Option(
+    "--as-of", help="Cutoff date YYYY-MM-DD: features read only rows strictly before it. Required "
+    "(here or in the pipeline); never defaults to the data's last date.")]
+PipelineOpt = Annotated[Optional[Path], typer.Option(
+    "--pipeline", "-p", help="Pipeline YAML giving inputs, column mappings, read options and settings; "
+    "command-line options override it.")]
+DateFormat = Annotated[Optional[str], typer.Option(
+    "--date-format", help="strftime format of the dates in all given files (e.g. '%Y%m%d', '%d/%m/%Y'), "
+    "'ISO8601' or 'mixed'. Default: inferred.")]
+
+
+def guarded(fn):
+    """Turn known failures into a message and an exit code, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            err_console.print(Panel(str(e), title="[bold red]bad input[/]", border_style="red", expand=False))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted: nothing was written[/]")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user gets one line, developers a traceback
+            if os.environ.get("KEYACCOUNTS_DEBUG"):
+                raise
+            err_console.print(f"[bold red]internal error[/]: {type(e).__name__}: {e}\n"
+                              "(set KEYACCOUNTS_DEBUG=1 for the traceback)")
+            raise typer.Exit(1) from None
+    return wrapper
+
+
+def _parse_date(value: str | None, what: str = "--as-of") -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{what} '{value}' is not a date in the form YYYY-MM-DD") from None
+
+
+def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, invoices=None,
+                   opportunities=None, stage_history=None, columns: str | None = None,
+                   as_of: str | None = None, date_format: str | None = None) -> tuple[Pipeline, dict[str, str]]:
+    """Pipeline from YAML (if any) overridden by CLI options; returns it and the loose mapping."""
+    p = load_pipeline(pipeline) if pipeline else Pipeline()
+    given = {"transactions": transactions, "customers": customers, "invoices": invoices,
+             "opportunities": opportunities, "stage_history": stage_history}
+    inputs = dict(p.inputs)
+    for name, path in given.items():
+        if path is None:
+            continue
+        old = inputs.get(name)
+        inputs[name] = old.model_copy(update={"path": str(path)}) if old else InputSpec(path=str(path))
+    loose: dict[str, str] = {}
+    for key, src in parse_columns(columns).items():
+        if "." in key:
+            table, canon = key.split(".", 1)
+            if table not in inputs:
+                raise InputError(f"--columns item '{key}={src}' names table '{table}', which is not an input")
+            spec = inputs[table]
+            inputs[table] = spec.model_copy(update={"columns": {**spec.columns, canon: src}})
+        else:
+            loose[key] = src
+    if date_format:
+        inputs = {n: s.model_copy(update={"read": s.read.model_copy(update={"date_format": date_format})})
+                  for n, s in inputs.items()}
+    update = {"inputs": inputs}
+    if as_of:
+        update["as_of"] = _parse_date(as_of)
+    return p.model_copy(update=update), loose
+
+
+def print_quality(reports: list[QualityReport]) -> None:
+    t = Table(title="data quality", title_justify="left")
+    for col in ("table", "file", "read", "kept", "dropped (by reason)", "notes"):
+        t.add_column(col, overflow="fold")
+    for r in reports:
+        t.add_row(r.table, str(r.file), f"{r.rows_read:,}", f"{r.rows_kept:,}",
+                  ", ".join(f"{k} {v:,}" for k, v in sorted(r.dropped.items())) or "-",
+                  "; ".join(r.notes) or "-")
+    out_console.print(t)
+
+
+def _load(p: Pipeline, loose: dict[str, str]):
+    from .pipeline import load_inputs
+    with out_console.status("reading and validating inputs") as status:
+        loaded = load_inputs(p, loose_columns=loose, on_table=lambda n: status.update(f"validating {n}"))
+    print_quality(loaded.reports)
+    return loaded
+
+
+@app.command()
+@guarded
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the tables into.")],
+    customers: Annotated[int, typer.Option(help="Number of customers.", min=10)] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same tables.")] = 0,
+    start: Annotated[str, typer.Option(help="First date of the history.")] = "2023-01-01",
+    end: Annotated[str, typer.Option(help="Last date of the history.")] = "2025-12-31",
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Generate synthetic tables (transactions, customers, invoices, opportunities, stage
+    history, and the latent truth) with known behaviour: churners, growers, late payers, deals."""
+    from . import io
+    from .synth import synthesize
+    if fmt not in ("csv", "parquet"):
+        raise InputError("--format must be csv or parquet")
+    s, e = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if s >= e:
+        raise InputError("--start must be before --end")
+    t0 = time.perf_counter()
+    tables = synthesize(n_customers=customers, start=str(s), end=str(e), seed=seed)
+    frames = {n: getattr(tables, n) for n in
+              ("transactions", "customers", "invoices", "opportunities", "stage_history", "latent")}
+    paths = io.write_tables(frames, out, fmt)
+    for n, pth in paths.items():
+        out_console.print(f"wrote {pth}  ({len(frames[n]):,} rows)")
+    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command()
+@guarded
+def validate(
+    transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
+    opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
+    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the quality summary (CSV/Parquet/Excel).")] = None,
+) -> None:
+    """Read and validate input tables; print the data-quality summary (read, kept, dropped by reason)."""
+    from . import io
+    from .quality import summary_frame
+    p, loose = build_pipeline(pipeline, transactions=transactions, customers=customers, invoices=invoices,
+                              opportunities=opportunities, stage_history=stage_history, columns=columns,
+                              as_of=as_of, date_format=date_format)
+    loaded = _load(p, loose)
+    if out:
+        io.write_frame(summary_frame(loaded.reports), out, index=False)
+        out_console.print(f"wrote {out}")
+
+
+@app.command()
+@guarded
+def features(
+    out: Annotated[Path, typer.Option(help="Output file, one row per customer; format by extension "
+                                           "(.csv, .csv.gz, .parquet, .xlsx). Written atomically.")],
+    transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
+    opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
+    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None,
+    deals_out: Annotated[Optional[Path], typer.Option(
+        "--deals-out", help="Also write deal features, one row per opportunity open at as_of.")] = None,
+) -> None:
+    """Build point-in-time features per customer as of a date (and per open deal with --deals-out)."""
+    from .pipeline import step_features
+    p, loose = build_pipeline(pipeline, transactions=transactions, customers=customers, invoices=invoices,
+                              opportunities=opportunities, stage_history=stage_history, columns=columns,
+                              as_of=as_of, date_format=date_format)
+    from .pipeline import require_as_of
+    require_as_of(p)
+    loaded = _load(p, loose)
+    t0 = time.perf_counter()
+    with out_console.status("building features"):
+        written = step_features(loaded, p, {"out": out, "deals_out": deals_out})
+    for w in written:
+        out_console.print(f"wrote {w}")
+    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command()
+@guarded
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see pipelines/).")],
+    as_of: AsOf = None,
+) -> None:
+    """Run a pipeline YAML: load and validate its inputs once, then run its steps in order."""
+    from .pipeline import STEPS, load_inputs
+    p, _ = build_pipeline(pipeline, as_of=as_of)
+    if not p.steps:
+        raise InputError("the pipeline has no steps", file=str(pipeline))
+    loaded = _load(p, {})
+    for i, step in enumerate(p.steps, 1):
+        (name, params), = step.items()
+        t0 = time.perf_counter()
+        with out_console.status(f"step {i}/{len(p.steps)}: {name}"):
+            written = STEPS[name](loaded, p, params or {})
+        for w in written:
+            out_console.print(f"  wrote {w}")
+        out_console.print(f"[green]step {i}/{len(p.steps)} {name}[/] done in {time.perf_counter() - t0:.1f}s")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Join the feature families into one frame per customer, as of a date."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..config import FeatureConfig
+from .credit import credit, returns
+from .growth import growth
+from .lifecycle import lifecycle_stage
+from .margin import margin
+from .rfm import rfm
+from .tenure import tenure
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Canonical tables (see schemas). Only transactions is required."""
+
+    transactions: pd.DataFrame
+    customers: pd.DataFrame | None = None
+    invoices: pd.DataFrame | None = None
+    opportunities: pd.DataFrame | None = None
+    stage_history: pd.DataFrame | None = None
+
+
+# Families whose missing rows mean "nothing happened" rather than "unknown".
+_ZERO_FILL = ("n_returns", "n_invoices", "open_balance", "overdue_balance")
+
+
+def build_features(tables: Tables, *, as_of, config: FeatureConfig | None = None) -> pd.DataFrame:
+    """All customer feature families as of `as_of`, indexed by customer_id (sorted).
+
+    Population: customers with any transaction before as_of, plus customers signed up
+    before as_of (prospects). Columns from invoices/cost appear only when those exist.
+    """
+    cfg = config or FeatureConfig()
+    t, c = tables.transactions, tables.customers
+    base = rfm(t, as_of=as_of, windows_days=cfg.windows_days, customers=c)
+    parts = [
+        tenure(t, c, as_of=as_of),
+        growth(t, as_of=as_of, window_days=cfg.growth_window_days, slope_months=cfg.slope_months),
+        returns(t, as_of=as_of),
+        margin(t, as_of=as_of),
+    ]
+    if tables.invoices is not None:
+        parts.append(credit(tables.invoices, c, as_of=as_of, overdue_threshold_days=cfg.overdue_threshold_days))
+    out = base.join([p.reindex(base.index) for p in parts])
+    for col in out.columns:
+        if col in _ZERO_FILL or col.startswith("n_overdue_"):
+            out[col] = out[col].fillna(0)
+    out["lifecycle_stage"] = lifecycle_stage(out, lapsed_after_days=cfg.lifecycle.lapsed_after_days,
+                                             loyal_min_purchases=cfg.lifecycle.loyal_min_purchases)
+    return out

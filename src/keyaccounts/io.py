@@ -1,0 +1,196 @@
+"""The only module that reads or writes files.
+
+Reading: format by extension (CSV/TSV/TXT, optionally .gz; Parquet; Excel), delimiter and
+encoding sniffed. Writing: by extension, atomically (temp file in the same folder, then
+rename), with spreadsheet formula injection neutralised in CSV/Excel.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .config import ReadOptions
+from .errors import InputError
+
+CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
+_MISSING = ["", " "]
+
+
+def _kind(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in PARQUET_SUFFIXES:
+        return "parquet"
+    if last in EXCEL_SUFFIXES:
+        return "excel"
+    return "csv"
+
+
+def _open_bytes(path: Path):
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _sniff(path: Path, opts: ReadOptions) -> tuple[str, str]:
+    """Return (encoding, separator) for a text file."""
+    with _open_bytes(path) as fh:
+        try:
+            sample = fh.read(256 * 1024)
+        except (OSError, EOFError) as e:
+            raise InputError(f"cannot read file: {e}", file=str(path)) from None
+    encoding = opts.encoding
+    if encoding is None:
+        try:
+            sample.decode("utf-8")
+            encoding = "utf-8-sig"
+        except UnicodeDecodeError as e:
+            # A multi-byte char cut at the sample's end is still UTF-8.
+            encoding = "utf-8-sig" if e.start >= len(sample) - 4 else "latin-1"
+    text = sample.decode(encoding, errors="replace")
+    if not text.strip():
+        raise InputError("file is empty", file=str(path))
+    if opts.sep is not None:
+        return encoding, opts.sep
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may cut the last line short
+    return encoding, _guess_sep(lines)
+    return encoding, sep
+
+
+def _guess_sep(lines: list[str]) -> str:
+    """The delimiter that splits every sampled line into the same number (>1) of fields."""
+    for sep in (",", "\t", ";", "|"):
+        counts = {ln.count(sep) for ln in lines}
+        if len(counts) == 1 and counts.pop() > 0:
+            return sep
+    widths = {len(ln.split()) for ln in lines}
+    if len(widths) == 1 and widths.pop() > 1:
+        return r"\s+"
+    try:
+        sep = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = ","
+    return sep
+
+
+def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFrame:
+    """Read a file into a frame of raw values (text files: every column as string)."""
+    opts = opts or ReadOptions()
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", file=str(p))
+    if p.is_dir():
+        raise InputError("expected a file, got a folder", file=str(p))
+    if p.stat().st_size == 0:
+        raise InputError("file is empty", file=str(p))
+    kind = _kind(p)
+    try:
+        if kind == "parquet":
+            df = pd.read_parquet(p)
+        elif kind == "excel":
+            df = pd.read_excel(p, sheet_name=opts.sheet if opts.sheet is not None else 0,
+                               header=0 if opts.header else None)
+        else:
+            encoding, sep = _sniff(p, opts)
+            df = pd.read_csv(
+                p, sep=sep, encoding=encoding, dtype=str, keep_default_na=False,
+                na_values=_MISSING, header=0 if opts.header else None,
+                engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
+                skipinitialspace=True,
+            )
+    except InputError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"cannot parse as {kind}: {str(e).splitlines()[0]}", file=str(p)) from None
+    if opts.names is not None:
+        if len(opts.names) != df.shape[1]:
+            raise InputError(f"read.names lists {len(opts.names)} columns but the file has {df.shape[1]}",
+                             file=str(p))
+        df.columns = opts.names
+    elif not opts.header:
+        df.columns = [f"col{i + 1}" for i in range(df.shape[1])]
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+# ---------------------------------------------------------------- writing
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with a quote."""
+    out = None
+    for col in df.columns:
+        s = df[col]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+            continue
+        txt = s.astype("str")
+        bad = s.notna() & txt.str.startswith(_FORMULA_START)
+        if bad.any():
+            if out is None:
+                out = df.copy()
+            out[col] = s.where(~bad, "'" + txt)
+    return df if out is None else out
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True) -> Path:
+    """Write by extension (.csv[.gz], .parquet, .xlsx) atomically; returns the path."""
+    p = Path(path)
+    kind = _kind(p)
+    if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
+        raise InputError("unknown output format; use .csv, .csv.gz, .parquet or .xlsx", file=str(p))
+    if kind == "parquet":
+        _atomic(p, lambda t: df.to_parquet(t, index=index))
+    elif kind == "excel":
+        safe = neutralise_formulas(df.reset_index() if index else df)
+
+        def _xlsx(t: Path) -> None:
+            with pd.ExcelWriter(t, engine="openpyxl") as xw:
+                safe.to_excel(xw, index=False, sheet_name="data", freeze_panes=(1, 0))
+        _atomic(p, _xlsx)
+    else:
+        safe = neutralise_formulas(df)
+        compression = "gzip" if p.suffix.lower() == ".gz" else None
+        _atomic(p, lambda t: safe.to_csv(t, index=index, compression=compression,
+                                         lineterminator="\n", float_format="%.10g"))
+    return p
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    p = Path(path)
+    _atomic(p, lambda t: t.write_text(text, encoding="utf-8"))
+    return p
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, fmt: str = "csv") -> dict[str, Path]:
+    """Write several tables as folder/NAME.fmt (each atomically)."""
+    folder = Path(folder)
+    return {name: write_frame(df, folder / f"{name}.{fmt}", index=False) for name, df in tables.items()}
+
+

@@ -1,0 +1,413 @@
+"""Data contracts of the canonical tables, and the boundary that enforces them.
+
+`load_table` reads a file (via io), renames the user's columns to canonical names, coerces
+types, applies the messy-data policy (drop-and-count what cannot be attributed; fail with
+file/column/rows on structural problems) and finally validates the pandera schema.
+
+Canonical forms: ids are strings (whitespace stripped, `12.0` -> `12`); transactions'
+customer_id is a pandas categorical of those strings; dates are datetime64[ns]; money and
+counts float64. Frames come back with a fresh RangeIndex.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from . import io
+from .config import InputSpec, QualityConfig, StageConfig, normalise_stage
+from .errors import InputError
+from .quality import QualityReport
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()          # string-normalised columns
+    dates: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
+    key: str | None = None             # unique id
+    attributable_by: str | None = None  # blank here -> row dropped and counted
+    nullable: tuple[str, ...] = ()      # required columns that may hold blanks
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+SPECS: dict[str, TableSpec] = {
+    "transactions": TableSpec(
+        "transactions", ("customer_id", "timestamp", "amount"),
+        ("invoice_id", "quantity", "unit_price", "cost", "product"),
+        ids=("customer_id", "invoice_id", "product"), dates=("timestamp",),
+        numbers=("amount", "quantity", "unit_price", "cost"), attributable_by="customer_id"),
+    "customers": TableSpec(
+        "customers", ("customer_id",),
+        ("name", "owner", "region", "industry", "size", "credit_limit", "signup_date"),
+        ids=("customer_id", "name", "owner", "region", "industry", "size"), dates=("signup_date",),
+        numbers=("credit_limit",), key="customer_id", attributable_by="customer_id"),
+    "invoices": TableSpec(
+        "invoices", ("invoice_id", "customer_id", "issue_date", "due_date", "amount"), ("paid_date",),
+        ids=("invoice_id", "customer_id"), dates=("issue_date", "due_date", "paid_date"),
+        numbers=("amount",), key="invoice_id", attributable_by="customer_id"),
+    "opportunities": TableSpec(
+        "opportunities", ("opportunity_id", "created_date", "stage", "amount"),
+        ("customer_id", "owner", "product", "expected_close_date", "closed_date", "outcome"),
+        ids=("opportunity_id", "customer_id", "owner", "product", "stage", "outcome"),
+        dates=("created_date", "expected_close_date", "closed_date"), numbers=("amount",),
+        key="opportunity_id", attributable_by="opportunity_id", nullable=("amount",)),
+    "stage_history": TableSpec(
+        "stage_history", ("opportunity_id", "stage", "changed_at"), (),
+        ids=("opportunity_id", "stage"), dates=("changed_at",), attributable_by="opportunity_id"),
+}
+
+_OUTCOMES = {"won": "won", "win": "won", "closed won": "won", "lost": "lost", "loss": "lost",
+             "lose": "lost", "closed lost": "lost"}
+_NUM_JUNK = re.compile(r"[\s$€£¥₹]|(?<=\d)'(?=\d)")
+_INT_FLOAT = re.compile(r"^-?\d+\.0+$")
+
+
+# ------------------------------------------------------------------ pandera contracts
+
+def _ordered(later: str, earlier: str) -> pa.Check:
+    return pa.Check(lambda df: df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier]),
+                    name=f"{later} on or after {earlier}")
+
+
+def schema(name: str, stages: StageConfig | None = None) -> pa.DataFrameSchema:
+    """The pandera schema a canonical table satisfies after `load_table`."""
+    spec = SPECS[name]
+    cols: dict[str, pa.Column] = {}
+    for c in spec.all_columns:
+        required = c in spec.required
+        nullable = not required or c in spec.nullable or c == "customer_id" and name == "opportunities"
+        checks: list[pa.Check] = []
+        dtype = None
+        if c in spec.dates:
+            dtype = "datetime64[ns]"
+        elif c in spec.numbers:
+            dtype = "float64"
+            checks.append(pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite"))
+            if name in ("invoices", "opportunities") or c in ("credit_limit",):
+                checks.append(pa.Check.ge(0, name=f"{c} not negative"))
+        if c == "stage" and stages is not None:
+            allowed = sorted(set(stages.canonical().values()))
+            checks.append(pa.Check.isin(allowed, name="known stage"))
+        if c == "outcome":
+            checks.append(pa.Check.isin(["won", "lost"], name="outcome is won/lost/blank"))
+        cols[c] = pa.Column(dtype, checks=checks, nullable=nullable, required=required)
+    df_checks = []
+    if name == "invoices":
+        df_checks += [_ordered("due_date", "issue_date"), _ordered("paid_date", "issue_date")]
+    if name == "opportunities":
+        df_checks += [_ordered("closed_date", "created_date")]
+    return pa.DataFrameSchema(cols, checks=df_checks, strict=False, unique=[spec.key] if spec.key else None)
+
+
+# ------------------------------------------------------------------ coercion helpers
+
+def _line_numbers(df: pd.DataFrame, header: bool) -> pd.Index:
+    return pd.RangeIndex(len(df)) + (2 if header else 1)
+
+
+def _offending(df: pd.DataFrame, mask: pd.Series | np.ndarray, cols: Iterable[str]) -> pd.DataFrame:
+    cols = [c for c in cols if c in df.columns]
+    out = df.loc[np.asarray(mask), cols].head(5)
+    out.index.name = "line"
+    return out
+
+
+def normalise_ids(s: pd.Series) -> pd.Series:
+    """Ids as strings: numbers without '.0', whitespace stripped, blanks -> NA."""
+    if pd.api.types.is_float_dtype(s):
+        ok = s.notna() & np.isfinite(s)
+        out = pd.Series(pd.NA, index=s.index, dtype="str")
+        whole = ok & (s == np.floor(s.where(ok, 0)))
+        out[whole] = s[whole].astype("int64").astype("str")
+        out[ok & ~whole] = s[ok & ~whole].astype("str")
+        return out
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return s.astype("str")
+    t = s.astype("str").str.strip()
+    t = t.where(~t.str.match(_INT_FLOAT), t.str.replace(r"\.0+$", "", regex=True))
+    return t.where(s.notna() & (t != ""))
+
+
+def _to_number(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
+    """Return (values, bad) where bad marks non-blank cells that are not finite numbers."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.astype("float64")
+        return v, v.notna() & ~np.isfinite(v)
+    t = s.astype("str").str.strip()
+    blank = s.isna() | (t == "")
+    t = t.str.replace(_NUM_JUNK, "", regex=True)
+    neg = t.str.match(r"^\(.*\)$")  # accounting negatives: (12.50)
+    t = t.str.strip("()")
+    if decimal == ",":
+        t = t.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        t = t.str.replace(",", "", regex=False)
+    v = pd.to_numeric(t.where(~blank), errors="coerce").astype("float64")
+    v = v.where(~neg, -v)
+    bad = ~blank & (v.isna() | ~np.isfinite(v))
+    return v.where(~bad), bad
+
+
+def _to_datetime(s: pd.Series, fmt: str | None, dayfirst: bool) -> tuple[pd.Series, pd.Series]:
+    """Return (datetime64[ns] naive, bad) where bad marks non-blank unparsable cells."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        v = s.dt.tz_convert(None) if getattr(s.dt, "tz", None) is not None else s
+        return v.astype("datetime64[ns]"), pd.Series(False, index=s.index)
+    t = s.astype("str").str.strip()
+    blank = s.isna() | (t == "")
+    vals = t.where(~blank)
+    kwargs = {"errors": "coerce", "dayfirst": dayfirst}
+    if fmt:
+        kwargs["format"] = fmt
+    v = pd.to_datetime(vals, **kwargs)
+    if getattr(v.dt, "tz", None) is not None:
+        v = v.dt.tz_convert(None)
+    # Outside 1900..2200 is a typo, and would not fit nanoseconds anyway.
+    years = v.dt.year
+    v = v.where((years >= 1900) & (years <= 2200))
+    bad = ~blank & v.isna()
+    return v.astype("datetime64[ns]"), bad
+
+
+# ------------------------------------------------------------------ the boundary
+
+def _apply_mapping(raw: pd.DataFrame, spec: TableSpec, mapping: dict[str, str], file: str,
+                   strict: bool) -> pd.DataFrame:
+    unknown = [k for k in mapping if k not in spec.all_columns]
+    if unknown and strict:
+        raise InputError(f"--columns/columns: '{unknown[0]}' is not a {spec.name} column "
+                         f"(canonical columns: {', '.join(spec.all_columns)})", file=file)
+    rename = {}
+    for canon, src in mapping.items():
+        if canon not in spec.all_columns:
+            continue
+        if src not in raw.columns:
+            if not strict:
+                continue
+            close = difflib.get_close_matches(src, list(map(str, raw.columns)), n=1, cutoff=0.6)
+            raise InputError(f"the column mapping names '{src}' for '{canon}', but the file has no such column",
+                             file=file, column=src,
+                             hint=(f"did you mean '{close[0]}'? " if close else "")
+                             + f"columns in the file: {', '.join(map(str, raw.columns[:30]))}")
+        rename[src] = canon
+    df = raw.rename(columns=rename)
+    # A canonical name may already exist in the file *and* be mapped from elsewhere.
+    df = df.loc[:, ~df.columns.duplicated(keep="last")]
+    return df
+
+
+def _check_required(df: pd.DataFrame, spec: TableSpec, file: str) -> None:
+    cols = list(map(str, df.columns))
+    for c in spec.required:
+        if c in df.columns:
+            continue
+        if spec.name == "transactions" and c == "amount" and {"quantity", "unit_price"} <= set(cols):
+            continue
+        low = {x.lower().replace(" ", "").replace("_", ""): x for x in cols}
+        guess = low.get(c.replace("_", "")) or next(iter(difflib.get_close_matches(c, cols, n=1, cutoff=0.5)), None)
+        hint = (f"map it: --columns {c}={guess}" if guess else
+                f"map your column: --columns {c}=YourColumn")
+        raise InputError(f"required column '{c}' is missing from {spec.name}", file=file, column=c,
+                         hint=f"{hint}; columns in the file: {', '.join(cols[:30])}")
+
+
+def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str, str] | None = None,
+                  stages: StageConfig | None = None, quality: QualityConfig | None = None,
+                  date_format: str | None = None, dayfirst: bool = False, decimal: str = ".",
+                  header: bool = True, strict_mapping: bool = True,
+                  as_of: dt.date | None = None) -> tuple[pd.DataFrame, QualityReport]:
+    """Map, coerce, clean and validate one raw table; see the module docstring for the policy."""
+    spec = SPECS[name]
+    stages = stages or StageConfig()
+    quality = quality or QualityConfig()
+    report = QualityReport(table=name, file=file, rows_read=len(raw))
+    if len(raw) == 0:
+        raise InputError(f"{name} table is empty (no data rows)", file=file)
+    df = _apply_mapping(raw, spec, mapping or {}, file, strict_mapping)
+    _check_required(df, spec, file)
+    df = df[[c for c in spec.all_columns if c in df.columns]].copy()
+    df.index = _line_numbers(df, header)
+    raw_view = df.copy()  # for messages: the user's values, not ours
+
+    for c in spec.ids:
+        if c in df.columns:
+            df[c] = normalise_ids(df[c])
+    # Exact duplicates are judged on the user's values after id normalisation.
+    dup = df.astype("str").duplicated(keep="first")
+    report.drop("exact_duplicate", int(dup.sum()))
+    df = df[~dup]
+
+    if spec.attributable_by:
+        blank = df[spec.attributable_by].isna()
+        report.drop(f"blank_{spec.attributable_by}", int(blank.sum()))
+        df = df[~blank]
+
+    def _bad(col: str, bad: pd.Series, what: str, hint: str) -> None:
+        nonlocal df
+        n = int(bad.sum())
+        if n == 0:
+            return
+        if n > quality.max_bad_values:
+            raise InputError(f"{n} of {len(df)} rows have {what}", file=file, column=col,
+                             rows=_offending(raw_view, bad.reindex(raw_view.index, fill_value=False), [col]),
+                             hint=hint)
+        report.drop(f"bad_{col}", n)
+        df = df[~bad]
+
+    for c in spec.dates:
+        if c not in df.columns:
+            continue
+        v, bad = _to_datetime(df[c], date_format, dayfirst)
+        _bad(c, bad, "unparsable dates",
+             "set read.date_format in the pipeline (e.g. '%d/%m/%Y', 'ISO8601' or 'mixed') or read.dayfirst")
+        df[c] = v[df.index]
+        if c in spec.required:
+            blank = df[c].isna()
+            report.drop(f"blank_{c}", int(blank.sum()))
+            df = df[~blank]
+    for c in spec.numbers:
+        if c not in df.columns:
+            continue
+        v, bad = _to_number(df[c], decimal)
+        _bad(c, bad, "values that are not finite numbers",
+             "remove text from the column, or set read.decimal for ',' decimals")
+        df[c] = v[df.index]
+        if c in spec.required and c not in spec.nullable:
+            blank = df[c].isna()
+            report.drop(f"blank_{c}", int(blank.sum()))
+            df = df[~blank]
+
+    if name == "transactions":
+        df = _transactions_amounts(df, raw_view, file)
+    if name in ("opportunities", "stage_history"):
+        df = _stages(df, raw_view, file, stages)
+    if name == "opportunities":
+        df = _outcomes(df, raw_view, file)
+
+    if spec.key:
+        dupkey = df[spec.key].duplicated(keep=False)
+        if dupkey.any():
+            raise InputError(f"{int(dupkey.sum())} rows share an id with different data", file=file,
+                             column=spec.key, rows=_offending(raw_view, dupkey.reindex(raw_view.index, fill_value=False),
+                                                              raw_view.columns),
+                             hint="each id must appear once; exact duplicate rows are dropped automatically")
+    _validate(df, name, stages, file, raw_view)
+    if len(df) == 0:
+        raise InputError(f"no usable rows left in {name} after cleaning "
+                         f"(dropped: {report.dropped})", file=file)
+    if name == "transactions":
+        cats = np.sort(df["customer_id"].unique())
+        df["customer_id"] = pd.Categorical(df["customer_id"], categories=cats)
+    if as_of is not None:
+        date_col = spec.dates[0]
+        n_future = int((df[date_col] >= pd.Timestamp(as_of)).sum())
+        if n_future:
+            report.notes.append(f"{n_future} rows dated on/after as_of {as_of}: features ignore them, labels use them")
+    report.rows_kept = len(df)
+    return df.reset_index(drop=True), report
+
+
+def _transactions_amounts(df: pd.DataFrame, raw_view: pd.DataFrame, file: str) -> pd.DataFrame:
+    if "amount" not in df.columns:
+        df["amount"] = (df["quantity"] * df["unit_price"]).round(10)
+    if "quantity" in df.columns:
+        # A negative amount is a return only when the quantity says so too.
+        clash = df["quantity"].notna() & (((df["amount"] < 0) & (df["quantity"] > 0))
+                                          | ((df["amount"] > 0) & (df["quantity"] < 0)))
+        if clash.any():
+            raise InputError(f"{int(clash.sum())} rows have an amount whose sign disagrees with quantity "
+                             "(a negative amount must be a return with negative quantity)", file=file,
+                             column="amount",
+                             rows=_offending(raw_view, clash.reindex(raw_view.index, fill_value=False),
+                                             ["customer_id", "timestamp", "amount", "quantity", "unit_price"]))
+    return df
+
+
+def _stages(df: pd.DataFrame, raw_view: pd.DataFrame, file: str, stages: StageConfig) -> pd.DataFrame:
+    canon = stages.canonical()
+    norm = df["stage"].map(lambda s: canon.get(normalise_stage(s)) if isinstance(s, str) else None)
+    unknown = norm.isna()
+    if unknown.any():
+        vals = sorted(set(df.loc[unknown, "stage"].dropna().astype(str)))[:8]
+        raise InputError(f"{int(unknown.sum())} rows have an unknown or blank stage {vals}", file=file,
+                         column="stage", rows=_offending(raw_view, unknown.reindex(raw_view.index, fill_value=False),
+                                                         raw_view.columns),
+                         hint="declare the stage vocabulary under 'stages:' (open/won/lost) in the pipeline YAML; "
+                              f"known: {sorted(set(canon))}")
+    df["stage"] = norm.astype("str")
+    return df
+
+
+def _outcomes(df: pd.DataFrame, raw_view: pd.DataFrame, file: str) -> pd.DataFrame:
+    from_stage = df["stage"].where(df["stage"].isin(["won", "lost"]))
+    if "outcome" in df.columns:
+        o = df["outcome"].map(lambda s: _OUTCOMES.get(normalise_stage(s), "?") if isinstance(s, str) else None)
+        bad = o == "?"
+        if bad.any():
+            raise InputError("outcome must be won, lost or blank (open)", file=file, column="outcome",
+                             rows=_offending(raw_view, bad.reindex(raw_view.index, fill_value=False),
+                                             ["opportunity_id", "stage", "outcome"]))
+        clash = from_stage.notna() & o.notna() & (from_stage != o)
+        if clash.any():
+            raise InputError("stage and outcome disagree", file=file, column="outcome",
+                             rows=_offending(raw_view, clash.reindex(raw_view.index, fill_value=False),
+                                             ["opportunity_id", "stage", "outcome"]))
+        df["outcome"] = o.fillna(from_stage).astype("str")
+    else:
+        df["outcome"] = from_stage.astype("str")
+    if "closed_date" in df.columns:
+        open_with_close = df["outcome"].isna() & df["closed_date"].notna()
+        if open_with_close.any():
+            raise InputError(f"{int(open_with_close.sum())} open deals (no won/lost outcome) have a closed_date",
+                             file=file, column="closed_date",
+                             rows=_offending(raw_view, open_with_close.reindex(raw_view.index, fill_value=False),
+                                             ["opportunity_id", "stage", "closed_date"]),
+                             hint="if it is a planned date, map it to expected_close_date")
+    closed = df["outcome"].notna()
+    no_date = closed if "closed_date" not in df.columns else closed & df["closed_date"].isna()
+    if no_date.any():
+        raise InputError(f"{int(no_date.sum())} won/lost deals have no closed_date, so they cannot be placed in time",
+                         file=file, column="closed_date",
+                         rows=_offending(raw_view, no_date.reindex(raw_view.index, fill_value=False),
+                                         ["opportunity_id", "stage", "closed_date"]),
+                         hint="map the close date column: --columns closed_date=YourCloseDate")
+    return df
+
+
+def _validate(df: pd.DataFrame, name: str, stages: StageConfig, file: str, raw_view: pd.DataFrame) -> None:
+    try:
+        schema(name, stages).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        fc = e.failure_cases
+        first = fc.iloc[0]
+        sel = fc[(fc["column"].astype(str) == str(first["column"])) & (fc["check"].astype(str) == str(first["check"]))]
+        idx = pd.Index(sel["index"].dropna().unique())
+        rows = raw_view.loc[raw_view.index.intersection(idx)].head(5)
+        rows.index.name = "line"
+        column = None if pd.isna(first["column"]) or first["column"] == name else str(first["column"])
+        raise InputError(f"check '{first['check']}' failed on {len(idx) or len(sel)} rows", file=file,
+                         column=column, rows=rows) from None
+
+
+def load_table(name: str, spec: InputSpec, *, stages: StageConfig | None = None,
+               quality: QualityConfig | None = None, strict_mapping: bool = True,
+               as_of: dt.date | None = None) -> tuple[pd.DataFrame, QualityReport]:
+    """Read one input file and return its canonical frame and quality report."""
+    raw = io.read_frame(spec.path, spec.read)
+    return prepare_table(raw, name, file=spec.path, mapping=spec.columns, stages=stages, quality=quality,
+                         date_format=spec.read.date_format, dayfirst=spec.read.dayfirst,
+                         decimal=spec.read.decimal, header=spec.read.header,
+                         strict_mapping=strict_mapping, as_of=as_of)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,8 +31,12 @@ def resolve_loose_columns(raws: dict[str, pd.DataFrame], files: dict[str, str],
     for canon, src in loose.items():
         hits = [n for n, r in raws.items() if src in r.columns and canon in SPECS[n].all_columns]
         if not hits:
+            cols = sorted({str(c) for r in raws.values() for c in r.columns})
+            close = difflib.get_close_matches(src, cols, n=1, cutoff=0.6)
             raise InputError(f"--columns maps '{canon}' to '{src}', but no input file has a column '{src}'",
-                             file=", ".join(files.values()), column=src)
+                             file=", ".join(files.values()), column=src,
+                             hint=(f"did you mean '{close[0]}'? " if close else "")
+                             + f"columns in the files: {', '.join(cols[:30])}")
         for n in hits:
             per[n][canon] = src
     return per

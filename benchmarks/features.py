@@ -120,7 +120,8 @@ def main() -> None:
         np.testing.assert_allclose(ours[col].to_numpy(float), ref[col].fillna(0).to_numpy(float), rtol=1e-7, atol=1e-6)
     np.testing.assert_allclose(ours["recency_days"].to_numpy(float), ref["recency_days"].to_numpy(float))
 
-    print(f"reference (duckdb GROUP BY, {con.execute('select current_setting(''threads'')').fetchone()[0]} threads): "
+    threads = con.execute("select current_setting('threads')").fetchone()[0]
+    print(f"reference (duckdb GROUP BY, {threads} threads): "
           f"{t_ref:.3f}s  peak +{(pk_ref.peak - rss0) / 2**20:,.0f} MiB")
     print(f"ours: rfm family: {t_rfm:.3f}s  ({len(txns) / t_rfm / 1e6:.1f}M rows/s)  "
           f"peak +{(pk_rfm.peak - rss0) / 2**20:,.0f} MiB")

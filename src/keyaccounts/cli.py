@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
 
 from .config import InputSpec, Pipeline, load_pipeline, parse_columns
@@ -60,7 +59,9 @@ def guarded(fn):
         try:
             return fn(*args, **kwargs)
         except InputError as e:
-            err_console.print(Panel(str(e), title="[bold red]bad input[/]", border_style="red", expand=False))
+            # soft_wrap: long paths and rows stay intact and copy-pasteable
+            err_console.print("[bold red]bad input[/]")
+            err_console.print(str(e), soft_wrap=True, markup=False, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: nothing was written[/]")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import re
 import tempfile
+from io import BytesIO
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from .config import ReadOptions
@@ -50,7 +53,9 @@ def _sniff(path: Path, opts: ReadOptions) -> tuple[str, str]:
         except (OSError, EOFError) as e:
             raise InputError(f"cannot read file: {e}", file=str(path)) from None
     encoding = opts.encoding
-    if encoding is None:
+    if encoding is None and sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"  # e.g. Excel's "Unicode Text"; the codec reads the BOM
+    elif encoding is None:
         try:
             sample.decode("utf-8")
             encoding = "utf-8-sig"
@@ -66,7 +71,6 @@ def _sniff(path: Path, opts: ReadOptions) -> tuple[str, str]:
     if len(lines) > 1 and not text.endswith(("\n", "\r")):
         lines = lines[:-1]  # the sample may cut the last line short
     return encoding, _guess_sep(lines)
-    return encoding, sep
 
 
 def _guess_sep(lines: list[str]) -> str:
@@ -104,12 +108,21 @@ def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFram
                                header=0 if opts.header else None)
         else:
             encoding, sep = _sniff(p, opts)
-            df = pd.read_csv(
-                p, sep=sep, encoding=encoding, dtype=str, keep_default_na=False,
-                na_values=_MISSING, header=0 if opts.header else None,
-                engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
-                skipinitialspace=True,
-            )
+
+            def _csv(enc: str) -> pd.DataFrame:
+                return pd.read_csv(
+                    p, sep=sep, encoding=enc, dtype=str, keep_default_na=False,
+                    na_values=_MISSING, header=0 if opts.header else None,
+                    engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
+                    skipinitialspace=True,
+                )
+            try:
+                df = _csv(encoding)
+            except UnicodeDecodeError:
+                # Only the first 256 KiB were sniffed: non-UTF-8 bytes further down.
+                if opts.encoding is not None or encoding != "utf-8-sig":
+                    raise
+                df = _csv("latin-1")
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError, OSError) as e:
@@ -130,20 +143,59 @@ def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFram
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _neutralised(values: pd.Series | pd.Index) -> pd.Series | pd.Index | None:
+    """`values` with dangerous text cells quoted, or None when nothing needs quoting.
+
+    Only str cells count: numbers (also inside object or categorical columns) and text that
+    is just a number such as '-5' are data a spreadsheet does not run, and stay as they are.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = np.dtype(object)
+    elif not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+        return None
+    arr = np.asarray(values, dtype=object)
+    try:
+        hit = pd.Series(arr, dtype=object).str.startswith(_FORMULA_START).eq(True).to_numpy(copy=True)
+    except AttributeError:  # no text at all
+        return None
+    if hit.any():
+        hit[hit] = [not _PLAIN_NUMBER.fullmatch(v) for v in arr[hit]]
+    if not hit.any():
+        return None
+    arr = arr.copy()
+    arr[hit] = ["'" + v for v in arr[hit]]
+    if isinstance(values, pd.Index):
+        return pd.Index(arr, dtype=dtype, name=values.name)
+    return pd.Series(arr, index=values.index, dtype=dtype, name=values.name)
+
+
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with a quote."""
+    """Prefix text cells that a spreadsheet would run as a formula with a quote.
+
+    Looks at text in object, string and categorical columns and in a single-level index.
+    """
     out = None
-    for col in df.columns:
-        s = df[col]
-        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
-            continue
-        txt = s.astype("str")
-        bad = s.notna() & txt.str.startswith(_FORMULA_START)
-        if bad.any():
-            if out is None:
-                out = df.copy()
-            out[col] = s.where(~bad, "'" + txt)
+    for i in range(df.shape[1]):
+        safe = _neutralised(df.iloc[:, i])
+        if safe is not None:
+            out = df.copy() if out is None else out
+            out.isetitem(i, safe)
+    if df.index.nlevels == 1:
+        safe = _neutralised(df.index)
+        if safe is not None:
+            out = df.copy() if out is None else out
+            out.index = safe
     return df if out is None else out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -153,6 +205,8 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        # mkstemp makes the file 0600; give it the mode a plain write would have.
+        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -171,8 +225,13 @@ def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True) -> Pa
         safe = neutralise_formulas(df.reset_index() if index else df)
 
         def _xlsx(t: Path) -> None:
-            with pd.ExcelWriter(t, engine="openpyxl") as xw:
-                safe.to_excel(xw, index=False, sheet_name="data", freeze_panes=(1, 0))
+            # Not `with ExcelWriter(...)`: on an error that would still save the half-built
+            # workbook, and an error before the first sheet became openpyxl's IndexError.
+            buf = BytesIO()
+            xw = pd.ExcelWriter(buf, engine="openpyxl")
+            safe.to_excel(xw, index=False, sheet_name="data", freeze_panes=(1, 0))
+            xw.close()
+            t.write_bytes(buf.getvalue())
         _atomic(p, _xlsx)
     else:
         safe = neutralise_formulas(df)

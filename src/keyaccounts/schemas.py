@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -97,7 +98,8 @@ def schema(name: str, stages: StageConfig | None = None) -> pa.DataFrameSchema:
             dtype = "float64"
             checks.append(pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite"))
             if name in ("invoices", "opportunities") or c in ("credit_limit",):
-                checks.append(pa.Check.ge(0, name=f"{c} not negative"))
+                # a plain Check: pandera's Check.ge ignores `name`, and the name is the message
+                checks.append(pa.Check(lambda s: s >= 0, name=f"{c} not negative"))
         if c == "stage" and stages is not None:
             allowed = sorted(set(stages.canonical().values()))
             checks.append(pa.Check.isin(allowed, name="known stage"))
@@ -151,11 +153,15 @@ def _to_number(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     t = t.str.replace(_NUM_JUNK, "", regex=True)
     neg = t.str.match(r"^\(.*\)$")  # accounting negatives: (12.50)
     t = t.str.strip("()")
+    thousands = "." if decimal == "," else ","
+    # A thousands separator only between groups of three digits: '1,50' is not 150.
+    grouped = t.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{re.escape(decimal)}\d*)?")
+    misgrouped = t.str.contains(thousands, regex=False).fillna(False) & ~grouped.fillna(False).astype(bool)
     if decimal == ",":
         t = t.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     else:
         t = t.str.replace(",", "", regex=False)
-    v = pd.to_numeric(t.where(~blank), errors="coerce").astype("float64")
+    v = pd.to_numeric(t.where(~blank & ~misgrouped), errors="coerce").astype("float64")
     v = v.where(~neg, -v)
     bad = ~blank & (v.isna() | ~np.isfinite(v))
     return v.where(~bad), bad
@@ -169,10 +175,14 @@ def _to_datetime(s: pd.Series, fmt: str | None, dayfirst: bool) -> tuple[pd.Seri
     t = s.astype("str").str.strip()
     blank = s.isna() | (t == "")
     vals = t.where(~blank)
-    kwargs = {"errors": "coerce", "dayfirst": dayfirst}
+    # utc=True: mixed UTC offsets parse too; naive values stay as they are (see below).
+    kwargs = {"errors": "coerce", "dayfirst": dayfirst, "utc": True}
     if fmt:
         kwargs["format"] = fmt
-    v = pd.to_datetime(vals, **kwargs)
+    with warnings.catch_warnings():
+        # "could not infer format": unparsable cells are counted and reported by us instead
+        warnings.simplefilter("ignore", UserWarning)
+        v = pd.to_datetime(vals, **kwargs)
     if getattr(v.dt, "tz", None) is not None:
         v = v.dt.tz_convert(None)
     # Outside 1900..2200 is a typo, and would not fit nanoseconds anyway.
@@ -190,7 +200,8 @@ def _apply_mapping(raw: pd.DataFrame, spec: TableSpec, mapping: dict[str, str], 
     if unknown and strict:
         raise InputError(f"--columns/columns: '{unknown[0]}' is not a {spec.name} column "
                          f"(canonical columns: {', '.join(spec.all_columns)})", file=file)
-    rename = {}
+    rename: dict[str, str] = {}
+    copies: dict[str, str] = {}  # a second canonical name mapped to an already mapped column
     for canon, src in mapping.items():
         if canon not in spec.all_columns:
             continue
@@ -202,10 +213,18 @@ def _apply_mapping(raw: pd.DataFrame, spec: TableSpec, mapping: dict[str, str], 
                              file=file, column=src,
                              hint=(f"did you mean '{close[0]}'? " if close else "")
                              + f"columns in the file: {', '.join(map(str, raw.columns[:30]))}")
-        rename[src] = canon
-    df = raw.rename(columns=rename)
-    # A canonical name may already exist in the file *and* be mapped from elsewhere.
+        if src in rename:
+            copies[canon] = rename[src]
+        else:
+            rename[src] = canon
+    # A canonical name may already exist in the file *and* be mapped from elsewhere: the
+    # mapping wins, the file's own column is set aside (whatever its position).
+    targets = [*rename.values(), *copies]
+    shadowed = {c: f"{c} (not mapped)" for c in targets if c in raw.columns and c not in rename}
+    df = raw.rename(columns=shadowed).rename(columns=rename)
     df = df.loc[:, ~df.columns.duplicated(keep="last")]
+    for canon, first in copies.items():
+        df[canon] = df[first]
     return df
 
 
@@ -238,15 +257,19 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         raise InputError(f"{name} table is empty (no data rows)", file=file)
     df = _apply_mapping(raw, spec, mapping or {}, file, strict_mapping)
     _check_required(df, spec, file)
-    df = df[[c for c in spec.all_columns if c in df.columns]].copy()
     df.index = _line_numbers(df, header)
+    unmapped = df[[c for c in df.columns if c not in spec.all_columns]]
+    df = df[[c for c in spec.all_columns if c in df.columns]].copy()
     raw_view = df.copy()  # for messages: the user's values, not ours
 
     for c in spec.ids:
         if c in df.columns:
             df[c] = normalise_ids(df[c])
-    # Exact duplicates are judged on the user's values after id normalisation.
-    dup = df.astype("str").duplicated(keep="first")
+    # Exact duplicates are judged on the user's values after id normalisation. Events
+    # (tables without a key) over the whole row: two orders that differ only in a column we
+    # do not read are two orders. Keyed tables over what we read: same id, same data.
+    judged = df if spec.key else pd.concat([df, unmapped], axis=1)
+    dup = judged.astype("str").duplicated(keep="first")
     report.drop("exact_duplicate", int(dup.sum()))
     df = df[~dup]
 
@@ -291,6 +314,11 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
             df = df[~blank]
 
     if name == "transactions":
+        if "amount" not in df.columns:
+            df["amount"] = (df["quantity"] * df["unit_price"]).round(10)
+            blank = df["amount"].isna()
+            report.drop("blank_amount", int(blank.sum()))
+            df = df[~blank]
         df = _transactions_amounts(df, raw_view, file)
     if name in ("opportunities", "stage_history"):
         df = _stages(df, raw_view, file, stages)
@@ -313,7 +341,7 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         df["customer_id"] = pd.Categorical(df["customer_id"], categories=cats)
     if as_of is not None:
         date_col = spec.dates[0]
-        n_future = int((df[date_col] >= pd.Timestamp(as_of)).sum())
+        n_future = int((df[date_col] >= pd.Timestamp(as_of)).sum()) if date_col in df.columns else 0
         if n_future:
             report.notes.append(f"{n_future} rows dated on/after as_of {as_of}: features ignore them, labels use them")
     report.rows_kept = len(df)
@@ -398,6 +426,10 @@ def _validate(df: pd.DataFrame, name: str, stages: StageConfig, file: str, raw_v
         rows = raw_view.loc[raw_view.index.intersection(idx)].head(5)
         rows.index.name = "line"
         column = None if pd.isna(first["column"]) or first["column"] == name else str(first["column"])
+        if first["schema_context"] == "DataFrameSchema":
+            # e.g. 'closed_date on or after created_date' is about closed_date
+            head = str(first["check"]).split(" ")[0]
+            column = head if head in df.columns else column
         raise InputError(f"check '{first['check']}' failed on {len(idx) or len(sel)} rows", file=file,
                          column=column, rows=rows) from None
 

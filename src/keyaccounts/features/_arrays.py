@@ -59,8 +59,11 @@ class TxnArrays:
 
     def sum_by(self, weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if mask is None:
-            return np.bincount(self.code, weights=weights, minlength=self.n)
-        return np.bincount(self.code[mask], weights=weights[mask], minlength=self.n)
+            out = np.bincount(self.code, weights=weights, minlength=self.n)
+        else:
+            out = np.bincount(self.code[mask], weights=weights[mask], minlength=self.n)
+        # bincount returns int64 when no row is selected, even with float weights
+        return out.astype("float64", copy=False)
 
 
 def txn_arrays(txns: pd.DataFrame, *, as_of, columns: tuple[str, ...] = ()) -> TxnArrays:

@@ -36,8 +36,10 @@ def credit(invoices: pd.DataFrame, customers: pd.DataFrame | None = None, *, as_
     n = len(ids)
 
     def s(w, m=None):
-        return np.bincount(codes if m is None else codes[m], weights=None if w is None else (w if m is None else w[m]),
-                           minlength=n)
+        out = np.bincount(codes if m is None else codes[m], weights=None if w is None else (w if m is None else w[m]),
+                          minlength=n)
+        # bincount returns int64 when no row is selected, even with float weights
+        return out if w is None else out.astype("float64", copy=False)
 
     n_inv = s(None)
     dpd_max = np.full(n, -np.inf)
@@ -66,6 +68,6 @@ def returns(txns: pd.DataFrame, *, as_of) -> pd.DataFrame:
     a = txn_arrays(txns, as_of=as_of)
     neg = a.amount < 0
     gross = a.sum_by(a.amount, ~neg)
-    back = -a.sum_by(a.amount, neg)
+    back = np.abs(a.sum_by(a.amount, neg))  # abs, not negation: no -0.0 without returns
     cols = {"return_ratio": ratio(back, gross), "n_returns": np.bincount(a.code[neg], minlength=a.n)}
     return frame(a.ids, a.seen(), cols)

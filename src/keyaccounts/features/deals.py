@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import normalise_stage
 from ._arrays import as_of_day, day_numbers, ratio, txn_arrays
 
 UNKNOWN_STAGE = "unknown"
@@ -39,7 +40,7 @@ def deals(opps: pd.DataFrame, *, as_of, open_stages: Sequence[str],
     Context columns customer_id and owner are carried through.
     """
     d0 = as_of_day(as_of)
-    stages = [str(s).lower() for s in open_stages]
+    stages = [normalise_stage(s) for s in open_stages]  # the loader's canonical spelling
     op = open_at(opps, as_of=as_of).copy()
     op.index = pd.Index(op["opportunity_id"].astype("str"), name="opportunity_id")
     out = pd.DataFrame(index=op.index)
@@ -50,7 +51,9 @@ def deals(opps: pd.DataFrame, *, as_of, open_stages: Sequence[str],
     still_open = op["outcome"].isna() if "outcome" in op.columns else pd.Series(True, index=op.index)
     stage = op["stage"].where(still_open, UNKNOWN_STAGE).astype("str")
     since_change = pd.Series(np.nan, index=op.index)
-    if stage_history is not None and len(stage_history):
+    # Whether a history table is given, never how many rows it has: rows dated after as_of
+    # must not switch a deal from the no-history rule to the history rule.
+    if stage_history is not None:
         h = stage_history.loc[day_numbers(stage_history["changed_at"]) < d0]
         h = h[h["opportunity_id"].astype("str").isin(op.index)]
         h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
@@ -67,8 +70,9 @@ def deals(opps: pd.DataFrame, *, as_of, open_stages: Sequence[str],
     out["days_since_stage_change"] = since_change.astype("float64")
     out["amount"] = op["amount"].astype("float64")
 
-    closed = opps.loc[opps["outcome"].notna() & (day_numbers(opps["closed_date"]) < d0)] \
-        if "outcome" in opps.columns else opps.iloc[0:0]
+    # closed_date is optional in the canonical table (absent when every deal is open).
+    closed = opps.loc[opps["outcome"].notna().to_numpy() & (day_numbers(opps["closed_date"]) < d0)] \
+        if "outcome" in opps.columns and "closed_date" in opps.columns else opps.iloc[0:0]
     won = closed["outcome"] == "won"
     if "customer_id" in closed.columns:
         acc = closed.assign(won=won.astype("float64"), won_amount=closed["amount"].where(won))

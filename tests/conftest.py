@@ -1,0 +1,109 @@
+"""Shared fixtures: builders of tiny canonical tables (the forms schemas.load_table returns).
+
+Each fixture returns a function, so tests type their rows by hand. Session-scoped so that
+hypothesis tests can use them too.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+_TXN = ["customer_id", "timestamp", "amount"]
+
+
+def _dates(values) -> pd.Series:
+    return pd.Series(pd.to_datetime(pd.Series(values, dtype="object"), format="ISO8601")).astype("datetime64[ns]")
+
+
+def _ids(values) -> pd.Series:
+    return pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
+                      for v in values], dtype="str")
+
+
+def _canonical(df: pd.DataFrame, *, ids=(), dates=(), numbers=()) -> pd.DataFrame:
+    df = df.reset_index(drop=True)
+    for c in ids:
+        if c in df.columns:
+            df[c] = _ids(df[c].tolist())
+    for c in dates:
+        if c in df.columns:
+            df[c] = _dates(df[c].tolist())
+    for c in numbers:
+        if c in df.columns:
+            df[c] = df[c].astype("float64")
+    return df
+
+
+def txns_frame(rows, *, cost: bool = False) -> pd.DataFrame:
+    """rows: (customer_id, timestamp, amount[, cost]). customer_id becomes a categorical with
+    sorted string categories, as the loader makes it."""
+    cols = _TXN + (["cost"] if cost else [])
+    df = _canonical(pd.DataFrame(list(rows), columns=cols), dates=("timestamp",), numbers=("amount", "cost"))
+    return recategorise(df)
+
+
+def recategorise(txns: pd.DataFrame) -> pd.DataFrame:
+    """Re-create transactions.customer_id as the loader would, from all ids now present."""
+    df = txns.copy()
+    ids = df["customer_id"].astype("str")
+    df["customer_id"] = pd.Categorical(ids, categories=np.sort(ids.unique()))
+    return df
+
+
+def customers_frame(rows, columns=("customer_id", "signup_date", "credit_limit")) -> pd.DataFrame:
+    return _canonical(pd.DataFrame(list(rows), columns=list(columns)), ids=("customer_id", "owner"),
+                      dates=("signup_date",), numbers=("credit_limit",))
+
+
+def invoices_frame(rows) -> pd.DataFrame:
+    """rows: (invoice_id, customer_id, issue_date, due_date, amount, paid_date or None)."""
+    cols = ["invoice_id", "customer_id", "issue_date", "due_date", "amount", "paid_date"]
+    return _canonical(pd.DataFrame(list(rows), columns=cols), ids=("invoice_id", "customer_id"),
+                      dates=("issue_date", "due_date", "paid_date"), numbers=("amount",))
+
+
+OPP_COLUMNS = ("opportunity_id", "customer_id", "owner", "created_date", "stage", "amount",
+               "expected_close_date", "closed_date", "outcome")
+
+
+def opps_frame(rows, columns=OPP_COLUMNS) -> pd.DataFrame:
+    return _canonical(pd.DataFrame(list(rows), columns=list(columns)),
+                      ids=("opportunity_id", "customer_id", "owner", "stage", "outcome"),
+                      dates=("created_date", "expected_close_date", "closed_date"), numbers=("amount",))
+
+
+def history_frame(rows) -> pd.DataFrame:
+    """rows: (opportunity_id, stage, changed_at)."""
+    return _canonical(pd.DataFrame(list(rows), columns=["opportunity_id", "stage", "changed_at"]),
+                      ids=("opportunity_id", "stage"), dates=("changed_at",))
+
+
+@pytest.fixture(scope="session")
+def make_txns():
+    return txns_frame
+
+
+@pytest.fixture(scope="session")
+def make_customers():
+    return customers_frame
+
+
+@pytest.fixture(scope="session")
+def make_invoices():
+    return invoices_frame
+
+
+@pytest.fixture(scope="session")
+def make_opps():
+    return opps_frame
+
+
+@pytest.fixture(scope="session")
+def make_history():
+    return history_frame
+
+
+@pytest.fixture(scope="session")
+def recat():
+    return recategorise

@@ -22,8 +22,9 @@ app = typer.Typer(
     name="keyaccounts", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Key-account identification and funnel-based sales forecasting.\n\n"
          "Tables in (transactions, customers, invoices, opportunities), point-in-time features out.")
-out_console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide fixed width instead of Rich's 80-column default.
+out_console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 Transactions = Annotated[Optional[Path], typer.Option(
     "--transactions", "-t", help="Transactions file (CSV/TSV/TXT[.gz], Parquet, Excel): customer_id, timestamp, "
@@ -121,9 +122,9 @@ def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, 
 def print_quality(reports: list[QualityReport]) -> None:
     t = Table(title="data quality", title_justify="left")
     for col in ("table", "file", "read", "kept", "dropped (by reason)", "notes"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, overflow="fold", no_wrap=col in ("table", "file", "read", "kept"))
     for r in reports:
-        t.add_row(r.table, str(r.file), f"{r.rows_read:,}", f"{r.rows_kept:,}",
+        t.add_row(r.table, Path(r.file).name, f"{r.rows_read:,}", f"{r.rows_kept:,}",
                   ", ".join(f"{k} {v:,}" for k, v in sorted(r.dropped.items())) or "-",
                   "; ".join(r.notes) or "-")
     out_console.print(t)

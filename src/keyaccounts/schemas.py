@@ -343,7 +343,7 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         date_col = spec.dates[0]
         n_future = int((df[date_col] >= pd.Timestamp(as_of)).sum()) if date_col in df.columns else 0
         if n_future:
-            report.notes.append(f"{n_future} rows dated on/after as_of {as_of}: features ignore them, labels use them")
+            report.notes.append(f"{n_future:,} rows on/after as_of (features ignore, labels use)")
     report.rows_kept = len(df)
     return df.reset_index(drop=True), report
 

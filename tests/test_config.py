@@ -76,8 +76,8 @@ def test_unknown_table(tmp_path):
 
 
 def test_unknown_step(tmp_path):
-    msg = _error(tmp_path, GOOD.replace("- validate:", "- train:"))
-    assert "unknown step 'train'" in msg and "validate, features" in msg
+    msg = _error(tmp_path, GOOD.replace("- validate:", "- deploy:"))
+    assert "unknown step 'deploy'" in msg and "validate, features" in msg
 
 
 def test_step_with_two_names(tmp_path):

@@ -34,6 +34,8 @@ def deal_labels(opps: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Index
     """For each opportunity in `index` (open at as_of): won_within_horizon = 1 if it was won
     with closed_date in [as_of, as_of + horizon_days); closed_within_horizon likewise for any
     outcome."""
+    if horizon_days <= 0:
+        raise ValueError("horizon_days must be positive")
     d0 = as_of_day(as_of)
     o = opps.set_index(opps["opportunity_id"].astype("str")).reindex(pd.Index(index, name="opportunity_id"))
     if "closed_date" in o.columns:

@@ -79,8 +79,11 @@ _INT_FLOAT = re.compile(r"^-?\d+\.0+$")
 # ------------------------------------------------------------------ pandera contracts
 
 def _ordered(later: str, earlier: str) -> pa.Check:
-    return pa.Check(lambda df: df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier]),
-                    name=f"{later} on or after {earlier}")
+    def check(df: pd.DataFrame) -> pd.Series:
+        if later not in df.columns or earlier not in df.columns:  # optional column absent
+            return pd.Series(True, index=df.index)
+        return df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier])
+    return pa.Check(check, name=f"{later} on or after {earlier}")
 
 
 def schema(name: str, stages: StageConfig | None = None) -> pa.DataFrameSchema:
@@ -183,6 +186,12 @@ def _to_datetime(s: pd.Series, fmt: str | None, dayfirst: bool) -> tuple[pd.Seri
         # "could not infer format": unparsable cells are counted and reported by us instead
         warnings.simplefilter("ignore", UserWarning)
         v = pd.to_datetime(vals, **kwargs)
+        if not fmt and (v.isna() & ~blank).any():
+            # The format is inferred from the first value; ISO dates with and without a
+            # time of day ('2024-01-05', '2024-01-05 13:10') still belong together.
+            iso = pd.to_datetime(vals, **{**kwargs, "format": "ISO8601"})
+            if (iso.isna() & ~blank).sum() < (v.isna() & ~blank).sum():
+                v = iso
     if getattr(v.dt, "tz", None) is not None:
         v = v.dt.tz_convert(None)
     # Outside 1900..2200 is a typo, and would not fit nanoseconds anyway.

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# Above this many (customer x day) cells the distinct-day bitmap would be too large; sort instead.
-_BITMAP_MAX_CELLS = 1_500_000_000
+# Above this many (customer x day) cells (bytes) the distinct-day bitmap is too large; sort instead.
+_BITMAP_MAX_CELLS = 400_000_000
 
 
 def as_of_day(as_of: dt.date | str | pd.Timestamp) -> int:

@@ -50,6 +50,8 @@ def build_features(tables: Tables, *, as_of, config: FeatureConfig | None = None
     for col in out.columns:
         if col in _ZERO_FILL or col.startswith("n_overdue_"):
             out[col] = out[col].fillna(0)
+            if col.startswith("n_"):  # counts stay integers whether or not a fill happened
+                out[col] = out[col].astype("int64")
     out["lifecycle_stage"] = lifecycle_stage(out, lapsed_after_days=cfg.lifecycle.lapsed_after_days,
                                              loyal_min_purchases=cfg.lifecycle.loyal_min_purchases)
     return out

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keyaccounts.features import Tables
+from keyaccounts.synth import STAGES_OPEN
+
 _TXN = ["customer_id", "timestamp", "amount"]
 
 
@@ -107,3 +110,27 @@ def make_history():
 @pytest.fixture(scope="session")
 def recat():
     return recategorise
+
+
+def truncate_tables(t, as_of):
+    """What an export taken at as_of would hold, from synthetic tables `t` (SynthTables)."""
+    cut = pd.Timestamp(as_of)
+    tx = t.transactions[t.transactions["timestamp"] < cut].copy()
+    tx["customer_id"] = tx["customer_id"].cat.remove_unused_categories()
+    opps = t.opportunities[t.opportunities["created_date"] < cut].copy()
+    # What a file exported at as_of would say: deals closed later are still open then.
+    later = opps["closed_date"] >= cut
+    hist = t.stage_history[t.stage_history["changed_at"] < cut]
+    last = hist.sort_values("changed_at").groupby("opportunity_id").tail(1).set_index("opportunity_id")["stage"]
+    opps.loc[later, "stage"] = opps.loc[later, "opportunity_id"].map(last).fillna(STAGES_OPEN[0]).to_numpy()
+    opps.loc[later, ["outcome"]] = pd.NA
+    opps.loc[later, "closed_date"] = pd.NaT
+    inv = t.invoices[t.invoices["issue_date"] < cut].copy()
+    inv.loc[inv["paid_date"] >= cut, "paid_date"] = pd.NaT
+    return Tables(tx, t.customers[t.customers["signup_date"] < cut], inv, opps, hist)
+
+
+@pytest.fixture(scope="session")
+def truncate():
+    """Cut synthetic tables off at as_of, as a file exported on that day would be."""
+    return truncate_tables

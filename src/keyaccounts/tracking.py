@@ -1,0 +1,612 @@
+"""MLflow layer: experiment runs, the model registry, champion gating and exported bundles.
+
+This is the only module of the package that imports mlflow, and it does so lazily inside
+functions, so `import keyaccounts` (and `import keyaccounts.tracking`) stays fast and has no
+side effects.
+
+Layout (defaults, relative to the working directory)::
+
+    mlruns/mlflow.db                  tracking + registry (SQLite; the file store is deprecated)
+    mlruns/keyaccounts-<family>/      artifacts of that experiment's runs and logged models
+    models/<name>/model.joblib        exported champion, loadable without MLflow
+    models/<name>/card.json           what it is: version, run, metrics, features, sha256
+
+Registered models are named `<family>-<horizon>d` (e.g. `churn-90d`); the version serving
+production carries the alias `champion`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from keyaccounts.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "mlruns/mlflow.db"  # relative to the current working directory
+CHAMPION = "champion"
+SCORE_EXPERIMENT = "keyaccounts-score"
+_PARAM_MAX = 6000  # MLflow's limit on a param value
+_TAG_MAX = 8000
+# Always pinned in a logged model's requirements (top-level module names).
+_CORE_MODULES = ("mlflow", "sklearn", "numpy", "pandas", "scipy", "cloudpickle")
+
+
+# --------------------------------------------------------------------------- URIs / data
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI to use: explicit `uri` > env MLFLOW_TRACKING_URI >
+    ``sqlite:////<abs cwd>/mlruns/mlflow.db``.
+
+    SQLite URIs with a relative path (three slashes) are made absolute against the cwd, and a
+    bare path is read as a SQLite file (``x.db``) or a folder that holds ``mlflow.db``. For
+    SQLite the folder of the database is created. Other URIs (http, databricks, ...) are
+    returned unchanged.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_DB
+    uri = str(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])  # '/abs/x.db' for four slashes, 'rel/x.db' for three
+    elif "://" in uri or uri.startswith("file:") or uri in ("databricks", "databricks-uc"):
+        return uri
+    else:
+        db = Path(uri).expanduser()
+        if db.suffix != ".db":
+            db = db / "mlflow.db"
+    db = db if db.is_absolute() else Path.cwd() / db
+    db = Path(os.path.abspath(db))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db.as_posix()}"  # an absolute POSIX path: four slashes
+
+
+def data_fingerprint(frames: dict[str, pd.DataFrame]) -> str:
+    """sha256 (hex) of canonical tables; identical data gives the identical fingerprint.
+
+    Covers, per table in sorted name order: the name, the column names with their dtypes and
+    the hash of every row (`pd.util.hash_pandas_object`, index ignored). Row hashes are
+    sorted, so the fingerprint is insensitive to row order (and to column order, as columns
+    are taken by sorted name) but changes when any value, dtype, column or row count changes.
+    """
+    h = hashlib.sha256()
+    for name in sorted(frames):
+        df = frames[name]
+        cols = sorted(map(str, df.columns))
+        df = df.set_axis(list(map(str, df.columns)), axis=1)[cols]
+        header = [name, len(df), [(c, str(df[c].dtype)) for c in cols]]
+        h.update(json.dumps(header).encode())
+        if len(df) and cols:
+            rows = pd.util.hash_pandas_object(df, index=False).to_numpy(np.uint64)
+            h.update(np.sort(rows).tobytes())
+    return h.hexdigest()
+
+
+def model_name(family: str, horizon_days: int) -> str:
+    """Registered model name: ``model_name('churn', 90) == 'churn-90d'``."""
+    return f"{family}-{int(horizon_days)}d"
+
+
+@dataclass
+class TrainedModel:
+    """What a training run hands to the tracker (see `Tracker.log_training`)."""
+
+    family: str  # 'churn' | 'value' | 'deal'
+    horizon_days: int
+    model: Any  # fitted sklearn estimator/pipeline: predict_proba (classifier) or predict
+    feature_names: list[str]
+    params: dict  # as_of, horizon, cutoffs, features ...; nested/long values are flattened
+    metrics: dict[str, float]  # on the time-validation fold
+    baseline_metrics: dict[str, dict[str, float]]  # logged as f"{baseline}_{metric}"
+    figures: dict[str, Any]  # name -> matplotlib Figure, logged as figures/<name>.png
+    input_example: pd.DataFrame
+    data_fingerprint: str
+    validation: tuple[pd.DataFrame, pd.Series] | None = None  # X_val, y_val for gating
+    primary_metric: str = "roc_auc"
+    greater_is_better: bool = True
+
+    @property
+    def name(self) -> str:
+        return model_name(self.family, self.horizon_days)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> dotted keys; values -> str (lists as JSON, dates ISO), cut to 6000."""
+    out: dict[str, str] = {}
+    for k, v in params.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+            continue
+        if isinstance(v, (dt.date, pd.Timestamp)):
+            s = v.isoformat()
+        elif isinstance(v, (list, tuple, set)):
+            s = json.dumps([x.isoformat() if isinstance(x, (dt.date, pd.Timestamp)) else x
+                            for x in (sorted(v, key=str) if isinstance(v, set) else v)], default=str)
+        else:
+            s = str(v)
+        if len(s) > _PARAM_MAX:
+            s = s[: _PARAM_MAX - 20] + f"...(+{len(s) - _PARAM_MAX + 20} chars)"
+        out[key[:250]] = s
+    return out
+
+
+def _float_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Numeric and boolean columns as float64 (MLflow's schema rejects int64 for doubles)."""
+    df = df.copy()
+    for c in df.columns:
+        if pd.api.types.is_bool_dtype(df[c]) or pd.api.types.is_numeric_dtype(df[c]):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    return df
+
+
+def _is_classifier(model: Any) -> bool:
+    return hasattr(model, "predict_proba")
+
+
+def _predict(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """Positive-class probability for classifiers, prediction for regressors."""
+    if _is_classifier(model):
+        return np.asarray(model.predict_proba(X))[:, 1]
+    return np.asarray(model.predict(X), float)
+
+
+def _score(model: Any, X: pd.DataFrame, y: Any, metric: str) -> float:
+    """`metric` of `model` on (X, y): classification_metrics for classifiers, value_metrics
+    for regressors (keyaccounts.models.metrics)."""
+    from keyaccounts.models.metrics import classification_metrics, value_metrics
+
+    p = _predict(model, X)
+    m = classification_metrics(y, p) if _is_classifier(model) else value_metrics(y, p)
+    if metric not in m:
+        raise ValueError(f"primary metric '{metric}' is not one of {sorted(m)}")
+    return float(m[metric])
+
+
+def _model_modules(model: Any) -> set[str]:
+    """Top-level modules whose classes/functions make up a (nested) sklearn estimator."""
+    objs = [model]
+    if hasattr(model, "get_params"):
+        with contextlib.suppress(Exception):
+            objs += list(model.get_params(deep=True).values())
+    mods = set()
+    for o in objs:
+        if hasattr(o, "get_params") or hasattr(o, "fit"):
+            mods.add(type(o).__module__.split(".")[0])
+        elif callable(o) and getattr(o, "__module__", None):
+            mods.add(o.__module__.split(".")[0])
+    return mods - {"builtins", "__main__"}
+
+
+def _pip_requirements(model: Any) -> list[str]:
+    """Pinned requirements from the installed versions (saves MLflow ~5 s of inference)."""
+    import importlib.metadata as md
+
+    dists = md.packages_distributions()
+    reqs = set()
+    for mod in set(_CORE_MODULES) | _model_modules(model):
+        names = dists.get(mod, [])  # e.g. mlflow -> [mlflow-skinny, mlflow, ...]: prefer 'mlflow'
+        for dist in sorted(names, key=lambda d: d.lower().replace("_", "-") != mod)[:1]:
+            with contextlib.suppress(md.PackageNotFoundError):
+                reqs.add(f"{dist}=={md.version(dist)}")
+    return sorted(reqs)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, write) -> None:
+    """write(tmp_path) then os.replace onto `path` (same folder, so the rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _numeric(d: dict) -> dict[str, float]:
+    """The entries of d that are numbers (NaN kept: MLflow stores it), as floats."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (bool, np.bool_)) or v is None:
+            continue
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            log.warning("metric %s=%r is not a number: not logged", k, v)
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "none" if x is None else ("nan" if math.isnan(x) else f"{x:.6g}")
+
+
+# --------------------------------------------------------------------------- tracker
+
+
+class Tracker:
+    """Runs, registry, gating and bundles against one tracking URI (see module docstring).
+
+    Each method points MLflow at this tracker's URI only for its duration and restores the
+    previous global MLflow URIs (and MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI) afterwards.
+    """
+
+    def __init__(self, tracking_uri: str | None = None, models_dir: str | Path = "models",
+                 promote_tolerance: float = 0.0):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.models_dir = Path(models_dir).absolute()
+        self.promote_tolerance = float(promote_tolerance)
+        self._client = None
+        self._depth = 0  # nesting of _mlflow() contexts
+
+    # -- mlflow plumbing
+
+    @contextlib.contextmanager
+    def _mlflow(self):
+        """Yield the mlflow module pointed at this tracker; restore global URIs and the
+        environment on exit (mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI)."""
+        import mlflow
+
+        if self._depth:
+            self._depth += 1
+            try:
+                yield mlflow
+            finally:
+                self._depth -= 1
+            return
+        keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        saved = {k: os.environ.get(k) for k in keys}
+        # local artifact copies: no progress bars in the CLI output (unless asked for)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        self._depth = 1
+        try:
+            yield mlflow
+        finally:
+            self._depth = 0
+            mlflow.set_tracking_uri(None)  # back to "not set": MLflow reads the env again
+            mlflow.set_registry_uri(None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def _artifact_root(self) -> Path | None:
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri[len("sqlite:///"):]).parent
+        return None
+
+    def _experiment_id(self, name: str) -> str:
+        """Get or create the experiment; SQLite experiments keep artifacts in mlruns/<name>/."""
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        root = self._artifact_root()
+        location = (root / name).as_uri() if root else None
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created concurrently by another process
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _champion_version(self, name: str):
+        """The ModelVersion behind the `champion` alias, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    # -- training
+
+    def log_training(self, tm: TrainedModel) -> dict:
+        """Log one training run to experiment f"keyaccounts-{family}", register the model as
+        `model_name(family, horizon)` and gate it against the current champion.
+
+        Logged: params (flattened, plus family/horizon/fingerprint/primary metric; the full
+        dict also as params.json), metrics, baseline metrics as f"{baseline}_{metric}",
+        figures/<name>.png, feature_names.json, tag+param data_fingerprint, and the model
+        (sklearn flavor, cloudpickle, pyfunc = predict_proba for classifiers, signature from
+        the float64 input example and the model output, pinned pip requirements).
+
+        Gate: the `champion` alias moves to the new version iff there is no champion, or the
+        challenger's primary metric on `tm.validation` is >= the champion's primary metric
+        recomputed on the same data minus `promote_tolerance` (<= plus, when lower is better).
+        A champion that cannot score that data (e.g. different features) loses. Without
+        `tm.validation` the logged metrics of both runs are compared instead. The decision is
+        logged as tags promoted/champion_version/challenger_score/champion_score/
+        promotion_reason; when promoted the champion bundle is exported to models/<name>/.
+
+        Returns {'run_id', 'version', 'promoted', 'reason', 'champion_score', 'challenger_score'}.
+        """
+        name = tm.name
+        with self._mlflow() as mlflow:
+            exp_id = self._experiment_id(f"keyaccounts-{tm.family}")
+            as_of = tm.params.get("as_of")
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}" + (f"@{as_of}" if as_of else "")) as run:
+                run_id = run.info.run_id
+                params = _flatten(tm.params)
+                params.update(family=tm.family, horizon_days=str(tm.horizon_days),
+                              data_fingerprint=tm.data_fingerprint, n_features=str(len(tm.feature_names)),
+                              primary_metric=tm.primary_metric)
+                mlflow.log_params(params)
+                mlflow.log_dict(json.loads(json.dumps(tm.params, default=str)), "params.json")
+                mlflow.log_dict({"feature_names": list(tm.feature_names)}, "feature_names.json")
+                mlflow.set_tags({"family": tm.family, "horizon_days": str(tm.horizon_days),
+                                 "model_name": name, "data_fingerprint": tm.data_fingerprint,
+                                 "primary_metric": tm.primary_metric})
+                metrics = _numeric(tm.metrics)
+                for base, ms in (tm.baseline_metrics or {}).items():
+                    metrics.update({f"{base}_{k}": v for k, v in _numeric(ms or {}).items()})
+                if metrics:
+                    mlflow.log_metrics(metrics)
+                for fig_name, fig in tm.figures.items():
+                    mlflow.log_figure(fig, f"figures/{fig_name}.png")
+
+                version = self._log_model(mlflow, tm)
+                decision = self._gate(mlflow, tm, version)
+                mlflow.set_tags({
+                    "promoted": str(decision["promoted"]).lower(),
+                    "champion_version": decision.pop("champion_version"),
+                    "challenger_score": _fmt(decision["challenger_score"]),
+                    "champion_score": _fmt(decision["champion_score"]),
+                    "promotion_reason": decision["reason"][:_TAG_MAX],
+                })
+                for k, v in (("gate_challenger_score", decision["challenger_score"]),
+                             ("gate_champion_score", decision["champion_score"])):
+                    if v is not None:
+                        mlflow.log_metric(k, v)
+            if decision["promoted"]:
+                self.export_bundle(name, version)
+        return {"run_id": run_id, "version": version, **decision}
+
+    def _log_model(self, mlflow, tm: TrainedModel) -> str:
+        """Log + register the model; tag the version; return the version (str)."""
+        from mlflow.models import infer_signature
+
+        classifier = _is_classifier(tm.model)
+        example = signature = None
+        if tm.input_example is not None and len(tm.input_example):
+            example = _float_frame(tm.input_example.head(5))
+            out = tm.model.predict_proba(example) if classifier else tm.model.predict(example)
+            signature = infer_signature(example, np.asarray(out, float))
+        info = mlflow.sklearn.log_model(
+            tm.model,
+            name="model",
+            serialization_format="cloudpickle",
+            pyfunc_predict_fn="predict_proba" if classifier else "predict",
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(tm.model),
+            registered_model_name=tm.name,
+        )
+        version = str(info.registered_model_version)
+        primary = tm.metrics.get(tm.primary_metric)
+        for k, v in {"family": tm.family, "horizon_days": str(tm.horizon_days),
+                     "data_fingerprint": tm.data_fingerprint, "primary_metric": tm.primary_metric,
+                     "primary_metric_value": _fmt(None if primary is None else float(primary)),
+                     "greater_is_better": str(tm.greater_is_better).lower()}.items():
+            self.client.set_model_version_tag(tm.name, version, k, v)
+        return version
+
+    def _gate(self, mlflow, tm: TrainedModel, version: str) -> dict:
+        name = tm.name
+        champ = self._champion_version(name)
+        if tm.validation is not None:
+            X_val, y_val = tm.validation
+            challenger = _score(tm.model, X_val, y_val, tm.primary_metric)
+        else:
+            challenger = tm.metrics.get(tm.primary_metric)
+            challenger = None if challenger is None else float(challenger)
+
+        def decide(promoted: bool, reason: str, champion: float | None) -> dict:
+            if promoted:
+                self.client.set_registered_model_alias(name, CHAMPION, version)
+            return {"promoted": promoted, "reason": reason, "champion_score": champion,
+                    "challenger_score": challenger,
+                    "champion_version": version if promoted else (champ.version if champ else "none")}
+
+        if champ is None:
+            return decide(True, "no champion yet", None)
+        label = f"{tm.primary_metric} challenger v{version} vs champion v{champ.version}"
+        if tm.validation is not None:
+            try:
+                model = mlflow.sklearn.load_model(f"models:/{name}/{champ.version}")
+                # the champion's recorded features, in its order (a missing one: it cannot score)
+                cols = self._card(name, champ)["feature_names"] or getattr(model, "feature_names_in_", None)
+                X = X_val[list(cols)] if cols is not None and isinstance(X_val, pd.DataFrame) else X_val
+                champion = _score(model, X, y_val, tm.primary_metric)
+                where = "recomputed on the challenger's validation data"
+            except Exception as e:  # noqa: BLE001 - any failure means it cannot serve this data
+                return decide(True, f"champion v{champ.version} cannot score the validation data "
+                                    f"({type(e).__name__}: {e})", float("nan"))
+        else:
+            champion = self.client.get_run(champ.run_id).data.metrics.get(tm.primary_metric)
+            champion = None if champion is None else float(champion)
+            where = "logged metrics (no validation data given)"
+        if challenger is None or math.isnan(challenger):
+            return decide(False, f"{label}: challenger score is undefined ({where})", champion)
+        if champion is None or math.isnan(champion):
+            return decide(True, f"{label}: champion score is undefined ({where})", champion)
+        tol = self.promote_tolerance
+        ok = challenger >= champion - tol if tm.greater_is_better else challenger <= champion + tol
+        op = (">=" if ok else "<") if tm.greater_is_better else ("<=" if ok else ">")
+        sign = "-" if tm.greater_is_better else "+"
+        return decide(ok, f"{label}: {challenger:.4f} {op} {champion:.4f} {sign} {tol:g} ({where})", champion)
+
+    # -- bundles
+
+    def _card(self, name: str, mv) -> dict:
+        import mlflow
+
+        run = self.client.get_run(mv.run_id)
+        try:
+            features = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/feature_names.json")["feature_names"]
+        except Exception:  # noqa: BLE001 - older runs: fall back to the run's tags
+            features = None
+        tags = run.data.tags
+        return {
+            "name": name,
+            "version": str(mv.version),
+            "run_id": mv.run_id,
+            "metrics": dict(sorted(run.data.metrics.items())),
+            "primary_metric": tags.get("primary_metric"),
+            "feature_names": features,
+            "data_fingerprint": tags.get("data_fingerprint"),
+            "horizon_days": int(tags["horizon_days"]) if "horizon_days" in tags else None,
+            "family": tags.get("family"),
+        }
+
+    def export_bundle(self, name: str, version: str | int) -> Path:
+        """Write models/<name>/model.joblib and card.json for a registered version; return the
+        folder. card.json: name, version, run_id, metrics, feature_names, data_fingerprint,
+        horizon_days, family, sha256 (of model.joblib), created. Each file is written to a temp
+        file and os.replace'd; the model goes first, so a reader never sees a card whose sha256
+        matches a half-written model."""
+        import joblib
+
+        with self._mlflow() as mlflow:
+            mv = self.client.get_model_version(name, str(version))
+            model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+            card = self._card(name, mv)
+        folder = self.models_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = {}
+
+        def dump(tmp: Path) -> None:
+            joblib.dump(model, tmp)
+            digest["sha256"] = _sha256(tmp)
+
+        _write_atomic(folder / "model.joblib", dump)
+        card.update(sha256=digest["sha256"],
+                    created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        _write_atomic(folder / "card.json",
+                      lambda tmp: tmp.write_text(json.dumps(card, indent=2, default=str), encoding="utf-8"))
+        return folder
+
+    def _load_bundle(self, name: str) -> tuple[Any, dict]:
+        import joblib
+
+        folder = self.models_dir / name
+        card_path, model_path = folder / "card.json", folder / "model.joblib"
+        if not card_path.is_file() or not model_path.is_file():
+            raise InputError(f"no exported bundle for model '{name}' (need card.json and model.joblib)",
+                             file=str(folder), hint="train the model first (keyaccounts train)")
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise InputError(f"card.json is not valid JSON: {e}", file=str(card_path)) from None
+        got = _sha256(model_path)
+        if got != card.get("sha256"):
+            raise InputError(
+                f"model.joblib does not match its card: sha256 {got[:12]}... != {str(card.get('sha256'))[:12]}...; "
+                "the file was modified or only partly written, so it is not loaded",
+                file=str(model_path), hint=f"re-export the champion (Tracker.export_bundle('{name}', version)) or retrain")
+        return joblib.load(model_path), card
+
+    def load_champion(self, name: str, *, prefer: str = "registry") -> tuple[Any, dict]:
+        """(model, card) of the champion of `name`. prefer='registry': the version behind the
+        `champion` alias (card without sha256); when the registry is unreachable or has no
+        champion, falls back to the bundle. prefer='bundle': models/<name>/ only. Bundles are
+        loaded only after their sha256 matches card.json, else InputError."""
+        if prefer not in ("registry", "bundle"):
+            raise ValueError("prefer must be 'registry' or 'bundle'")
+        if prefer == "registry":
+            try:
+                with self._mlflow() as mlflow:
+                    mv = self._champion_version(name)
+                    if mv is not None:
+                        model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+                        return model, {**self._card(name, mv), "sha256": None, "source": "registry"}
+                    why = f"registry has no '{CHAMPION}' alias for '{name}'"
+            except Exception as e:  # noqa: BLE001 - unreachable registry: use the bundle
+                why = f"registry unavailable ({type(e).__name__}: {e})"
+            log.warning("%s; loading the exported bundle instead", why)
+        model, card = self._load_bundle(name)
+        return model, {**card, "source": "bundle"}
+
+    # -- listing / scoring
+
+    def list_models(self) -> pd.DataFrame:
+        """One row per registered model version: name, version, aliases, run_id,
+        primary_metric, primary_metric_value (validation fold, as logged), created (UTC)."""
+        cols = ["name", "version", "aliases", "run_id", "primary_metric", "primary_metric_value", "created"]
+        rows = []
+        with self._mlflow():
+            for rm in self.client.search_registered_models():
+                by_version: dict[str, list[str]] = {}
+                for alias, v in (rm.aliases or {}).items():
+                    by_version.setdefault(str(v), []).append(alias)
+                for mv in self.client.search_model_versions(f"name='{rm.name}'"):
+                    tags = mv.tags or {}
+                    val = tags.get("primary_metric_value")
+                    rows.append({
+                        "name": rm.name, "version": int(mv.version),
+                        "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
+                        "run_id": mv.run_id, "primary_metric": tags.get("primary_metric"),
+                        "primary_metric_value": float(val) if val not in (None, "none") else float("nan"),
+                        "created": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC"),
+                    })
+        df = pd.DataFrame(rows, columns=cols)
+        return df.sort_values(["name", "version"], ignore_index=True) if len(df) else df
+
+    def log_score_run(self, *, as_of, fingerprint: str, model_versions: dict[str, str],
+                      row_counts: dict[str, int], extra_metrics: dict | None = None) -> str:
+        """Record a scoring run in experiment 'keyaccounts-score': params as_of,
+        data_fingerprint and model.<name> = version; metrics rows.<table> and extra_metrics.
+        Returns the run id."""
+        as_of_s = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
+        with self._mlflow() as mlflow:
+            exp_id = self._experiment_id(SCORE_EXPERIMENT)
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"score@{as_of_s}") as run:
+                mlflow.log_params({"as_of": as_of_s, "data_fingerprint": fingerprint,
+                                   **{f"model.{k}": str(v) for k, v in model_versions.items()}})
+                mlflow.set_tags({"data_fingerprint": fingerprint, "as_of": as_of_s})
+                metrics = {f"rows.{k}": float(v) for k, v in row_counts.items()}
+                metrics.update({k: float(v) for k, v in (extra_metrics or {}).items() if v is not None})
+                if metrics:
+                    mlflow.log_metrics(metrics)
+                return run.info.run_id

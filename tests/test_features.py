@@ -695,3 +695,14 @@ def test_as_of_is_keyword_only(make_txns):
     t = make_txns([("A", ago(3), 1.0)])
     with pytest.raises(TypeError):
         rfm(t, AS_OF)  # type: ignore[misc]
+
+
+def test_deal_without_account_has_unknown_account_history(make_opps):
+    # columns: opportunity_id, customer_id, owner, created_date, stage, amount, expected_close, closed, outcome
+    o = make_opps([("o1", "A", "ann", "2024-01-01", "won", 10.0, None, "2024-01-20", "won"),
+                   ("o2", "A", "ann", "2024-02-01", "proposal", 20.0, None, None, None),
+                   ("o3", None, "ann", "2024-02-01", "proposal", 30.0, None, None, None)])
+    got = deals(o, as_of="2024-03-01", open_stages=["proposal"])
+    assert got.loc["o2", "account_won_deals"] == 1 and got.loc["o2", "amount_vs_account_won_avg"] == 2.0
+    assert np.isnan(got.loc["o3", "account_won_deals"]) and np.isnan(got.loc["o3", "account_lost_deals"])
+    assert np.isnan(got.loc["o3", "amount_vs_account_won_avg"])

@@ -31,7 +31,8 @@ def deals(opps: pd.DataFrame, *, as_of, open_stages: Sequence[str],
       the current stage if the deal is still open, else 'unknown' (its stage then is not known)
     - stage_index: position of stage_at_as_of in the funnel (0 = first open stage; NaN unknown)
     - days_since_stage_change: as_of - last change before as_of (history only; else NaN)
-    - amount; account_won_deals / account_lost_deals: the account's deals closed before as_of;
+    - amount; account_won_deals / account_lost_deals: the account's deals closed before as_of
+      (NaN, like the other account features, when the deal has no customer_id);
       amount_vs_account_won_avg: amount / mean amount of those won deals
     - account_spend_365d: the account's net spend in the last 365 days (with `txns`)
     - owner_win_rate: owner's won / closed before as_of, shrunk toward the overall rate by
@@ -80,13 +81,16 @@ def deals(opps: pd.DataFrame, *, as_of, open_stages: Sequence[str],
             account_won_deals=("won", "sum"), n=("won", "size"), won_avg=("won_amount", "mean"))
         acc["account_lost_deals"] = acc["n"] - acc["account_won_deals"]
         acc = acc.reindex(out["customer_id"])
-        out["account_won_deals"] = acc["account_won_deals"].fillna(0).to_numpy()
-        out["account_lost_deals"] = acc["account_lost_deals"].fillna(0).to_numpy()
+        # No account on the deal: its history is unknown (NaN), not "no history" (0).
+        known = out["customer_id"].notna().to_numpy()
+        out["account_won_deals"] = np.where(known, acc["account_won_deals"].fillna(0).to_numpy(), np.nan)
+        out["account_lost_deals"] = np.where(known, acc["account_lost_deals"].fillna(0).to_numpy(), np.nan)
         out["amount_vs_account_won_avg"] = ratio(out["amount"].to_numpy(), acc["won_avg"].to_numpy())
     if txns is not None and "customer_id" in op.columns:
         a = txn_arrays(txns, as_of=as_of)
         spend = pd.Series(a.sum_by(a.amount, a.day >= d0 - 365), index=a.ids)
-        out["account_spend_365d"] = spend.reindex(out["customer_id"]).fillna(0.0).to_numpy()
+        out["account_spend_365d"] = np.where(out["customer_id"].notna().to_numpy(),
+                                             spend.reindex(out["customer_id"]).fillna(0.0).to_numpy(), np.nan)
 
     overall = float(won.mean()) if len(closed) else 0.5
     if "owner" in closed.columns:

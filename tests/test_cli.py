@@ -130,3 +130,14 @@ def test_demo_flow_synth_then_pipeline(tmp_path, monkeypatch):
     assert len(f) > 250 and f["lifecycle_stage"].notna().all()
     assert {"days_past_due_mean", "margin_rate", "spend_slope_monthly", "tenure_days"} <= set(f.columns)
     assert len(d) > 0 and d["stage_at_as_of"].notna().all()
+    scores = pd.read_csv("out/demo/scores.csv")
+    assert scores["churn_probability"].between(0, 1).all() and len(scores) > 200
+    # retraining on the same data: version 2, gated against v1 on the same validation data
+    res = runner.invoke(app, ["train", "--config", str(repo / "pipelines" / "train.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "churn-90d: v2" in res.output and "champion" in res.output
+    res = runner.invoke(app, ["run", str(repo / "pipelines" / "score.yaml")])
+    assert res.exit_code == 0, res.output
+    # same data, same (or equally good) models: same scores
+    again = pd.read_csv("out/demo/scores.csv")
+    assert len(again) == len(scores)

@@ -302,5 +302,6 @@ def test_pipeline_maven_runs(repo_like):
 
 def test_every_shipped_real_data_pipeline_is_tested():
     tested = {"cdnow.yaml", "ibm_receivables.yaml", "maven.yaml"}
-    shipped = {p.name for p in PIPELINES.glob("*.yaml")} - {"demo.yaml"}
+    # demo/train/score run on the synthetic demo tables: tests/test_cli.py runs them
+    shipped = {p.name for p in PIPELINES.glob("*.yaml")} - {"demo.yaml", "train.yaml", "score.yaml"}
     assert shipped <= tested, shipped - tested

@@ -119,6 +119,15 @@ def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, 
     return p.model_copy(update=update), loose
 
 
+_INPUT_OPTIONS = ("transactions", "customers", "invoices", "opportunities", "stage_history", "columns",
+                  "as_of", "date_format")
+
+
+def _pipeline_from(options: dict) -> tuple[Pipeline, dict[str, str]]:
+    """build_pipeline from a command's input options (its locals())."""
+    return build_pipeline(options.get("pipeline"), **{k: options.get(k) for k in _INPUT_OPTIONS})
+
+
 def print_quality(reports: list[QualityReport]) -> None:
     t = Table(title="data quality", title_justify="left")
     for col in ("table", "file", "read", "kept", "dropped (by reason)", "notes"):
@@ -178,9 +187,7 @@ def validate(
     """Read and validate input tables; print the data-quality summary (read, kept, dropped by reason)."""
     from . import io
     from .quality import summary_frame
-    p, loose = build_pipeline(pipeline, transactions=transactions, customers=customers, invoices=invoices,
-                              opportunities=opportunities, stage_history=stage_history, columns=columns,
-                              as_of=as_of, date_format=date_format)
+    p, loose = _pipeline_from(locals())
     loaded = _load(p, loose)
     if out:
         io.write_frame(summary_frame(loaded.reports), out, index=False)
@@ -200,9 +207,7 @@ def features(
 ) -> None:
     """Build point-in-time features per customer as of a date (and per open deal with --deals-out)."""
     from .pipeline import step_features
-    p, loose = build_pipeline(pipeline, transactions=transactions, customers=customers, invoices=invoices,
-                              opportunities=opportunities, stage_history=stage_history, columns=columns,
-                              as_of=as_of, date_format=date_format)
+    p, loose = _pipeline_from(locals())
     from .pipeline import require_as_of
     require_as_of(p)
     loaded = _load(p, loose)
@@ -230,10 +235,93 @@ def run(
         (name, params), = step.items()
         t0 = time.perf_counter()
         with out_console.status(f"step {i}/{len(p.steps)}: {name}"):
-            written = STEPS[name](loaded, p, params or {})
+            written = STEPS[name](loaded, p, params or {}, say=out_console.print)
         for w in written:
             out_console.print(f"  wrote {w}")
         out_console.print(f"[green]step {i}/{len(p.steps)} {name}[/] done in {time.perf_counter() - t0:.1f}s")
+
+
+Horizon = Annotated[Optional[int], typer.Option(
+    "--horizon-days", help="Forecast horizon H in days (default: the pipeline's, else 90). Models are "
+    "registered per family and horizon, e.g. churn-90d.", min=1)]
+TrackingUri = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else "
+    "sqlite:///mlruns/mlflow.db in the current folder.")]
+
+
+def _with_horizon(p: Pipeline, horizon_days: int | None, tracking_uri: str | None) -> Pipeline:
+    upd = {}
+    if horizon_days:
+        upd["horizon_days"] = horizon_days
+    if tracking_uri:
+        upd["tracking_uri"] = tracking_uri
+    return p.model_copy(update=upd)
+
+
+@app.command()
+@guarded
+def train(
+    transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
+    opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
+    as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
+    pipeline: Annotated[Optional[Path], typer.Option(
+        "--config", "--pipeline", "-p", help="Pipeline YAML (e.g. pipelines/train.yaml): inputs, train: settings.")] = None,
+    date_format: DateFormat = None,
+) -> None:
+    """Retrain churn, value and deal models as of a date (snapshot protocol, time split), log every
+    run to MLflow and move the 'champion' alias only when the challenger is at least as good on
+    the same validation data."""
+    from .pipeline import require_as_of, step_train
+    p, loose = _pipeline_from(locals())
+    p = _with_horizon(p, horizon_days, tracking_uri)
+    require_as_of(p)
+    loaded = _load(p, loose)
+    t0 = time.perf_counter()
+    for w in step_train(loaded, p, {}, say=out_console.print):
+        out_console.print(f"exported {w}")
+    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command()
+@guarded
+def score(
+    out: Annotated[Path, typer.Option(help="Per-customer scores (.csv, .parquet, .xlsx); written atomically.")],
+    transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
+    opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
+    as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
+    pipeline: PipelineOpt = None, date_format: DateFormat = None,
+    deals_out: Annotated[Optional[Path], typer.Option(
+        "--deals-out", help="Per-open-deal scores (default: OUT with '_deals' added to the name).")] = None,
+    from_bundle: Annotated[bool, typer.Option(
+        "--from-bundle", help="Load champions from models/ (sha256-checked) instead of the MLflow registry.")] = False,
+) -> None:
+    """Apply the champion models at as_of: churn_probability, expected_value, p_alive,
+    expected_purchases per customer, and close_probability per open deal."""
+    from .pipeline import require_as_of, step_score
+    p, loose = _pipeline_from(locals())
+    p = _with_horizon(p, horizon_days, tracking_uri)
+    require_as_of(p)
+    loaded = _load(p, loose)
+    params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry"}
+    for w in step_score(loaded, p, params, say=out_console.print):
+        out_console.print(f"wrote {w}")
+
+
+@app.command()
+@guarded
+def models(tracking_uri: TrackingUri = None) -> None:
+    """List registered models: versions, aliases (champion), primary metric, run."""
+    from .tracking import Tracker
+    df = Tracker(tracking_uri).list_models()
+    if df.empty:
+        out_console.print("no registered models yet: run `keyaccounts train`")
+        return
+    t = Table(title="registered models", title_justify="left")
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.astype(str).itertuples(index=False):
+        t.add_row(*row)
+    out_console.print(t)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -107,7 +107,23 @@ class QualityConfig(_Strict):
         5, ge=0, description="a few unparsable dates/amounts are dropped and counted; more fail")
 
 
-STEP_NAMES = ("validate", "features")
+class TrainConfig(_Strict):
+    """Snapshot protocol and model settings for `keyaccounts train`."""
+
+    step_days: int = Field(14, gt=0, description="days between training cutoffs")
+    max_snapshots: int = Field(20, gt=0)
+    min_history_days: int = Field(28, ge=0, description="first cutoff at least this long after the data starts")
+    n_val_cutoffs: int = Field(1, gt=0, description="latest cutoffs held out as the time-validation fold")
+    calibration: Literal["isotonic", "sigmoid"] = "sigmoid"  # sigmoid keeps the ranking (AUC)
+    promote_tolerance: float = Field(0.0, ge=0, description="challenger may be this much worse and still win")
+    churn_params: dict[str, Any] = Field(default_factory=dict)
+    value_params: dict[str, Any] = Field(default_factory=dict)
+    deal_params: dict[str, Any] = Field(default_factory=dict)
+    deal_step_days: int = Field(30, gt=0)
+    deal_max_snapshots: int = Field(12, gt=0)
+
+
+STEP_NAMES = ("validate", "features", "train", "score")
 
 
 class Pipeline(_Strict):
@@ -120,6 +136,8 @@ class Pipeline(_Strict):
     stages: StageConfig = Field(default_factory=StageConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking_uri: str | None = None
     steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
 
     @field_validator("steps")

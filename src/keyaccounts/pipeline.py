@@ -92,7 +92,7 @@ def deal_features(loaded: Loaded, p: Pipeline) -> pd.DataFrame:
     return f
 
 
-def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any]) -> list[Path]:
+def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Write customer features to params['out'] and, when given, deal features to params['deals_out']."""
     if not params.get("out"):
         raise InputError("features step needs 'out: PATH'")
@@ -102,7 +102,7 @@ def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any]) -> list[P
     return written
 
 
-def step_validate(loaded: Loaded, p: Pipeline, params: dict[str, Any]) -> list[Path]:
+def step_validate(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Inputs are validated on load; optionally write the quality summary."""
     from .quality import summary_frame
     if params.get("out"):
@@ -110,7 +110,80 @@ def step_validate(loaded: Loaded, p: Pipeline, params: dict[str, Any]) -> list[P
     return []
 
 
-STEPS: dict[str, Callable[[Loaded, Pipeline, dict[str, Any]], list[Path]]] = {
+def _tables_dict(t: Tables) -> dict[str, pd.DataFrame]:
+    return {n: getattr(t, n) for n in TABLES if getattr(t, n) is not None}
+
+
+def _tracker(p: Pipeline, params: dict[str, Any]):
+    from .tracking import Tracker
+    return Tracker(params.get("tracking_uri") or p.tracking_uri, models_dir=params.get("models_dir", "models"),
+                   promote_tolerance=p.train.promote_tolerance)
+
+
+def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+    """Train churn, value (and deal, with opportunities) as of p.as_of; log, register, gate."""
+    from .tracking import data_fingerprint
+    from .train import train_customer_models, train_deal
+    as_of = require_as_of(p)
+    tracker = _tracker(p, params)
+    fp = data_fingerprint(_tables_dict(loaded.tables))
+    say(f"tracking: {tracker.tracking_uri}   data fingerprint {fp[:12]}")
+    try:
+        tms = train_customer_models(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, cfg=p.train,
+                                    features=p.features, fingerprint=fp, progress=say)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if loaded.tables.opportunities is not None:
+        say("training deal model")
+        tm, r = train_deal(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, cfg=p.train, stages=p.stages,
+                           owner_prior=p.features.owner_win_rate_prior, fingerprint=fp)
+        if r.refused_reason:
+            say(f"[yellow]deal model refused[/]: {r.refused_reason} -> stage-rate baseline registered instead")
+        if tm is not None:
+            tms.append(tm)
+    written = []
+    for tm in tms:
+        res = tracker.log_training(tm)
+        key = tm.primary_metric
+        base = {b: m.get(key) for b, m in tm.baseline_metrics.items() if m.get(key) is not None}
+        say(f"{tm.name}: v{res['version']} {key}={tm.metrics.get(key, float('nan')):.4f} "
+            f"(baselines: {', '.join(f'{b} {v:.4f}' for b, v in base.items()) or '-'}) -> "
+            f"{'champion' if res['promoted'] else 'not promoted'}: {res['reason']}")
+        if res["promoted"]:
+            written.append(Path(tracker.models_dir) / tm.name / "model.joblib")
+    return written
+
+
+def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+    """Score customers (and open deals) with the champions; write atomically; log the run."""
+    from .score import score_customers, score_deals
+    from .tracking import data_fingerprint
+    as_of = require_as_of(p)
+    if not params.get("out"):
+        raise InputError("score step needs 'out: PATH'")
+    tracker = _tracker(p, params)
+    prefer = params.get("prefer", "registry")
+    cust, versions = score_customers(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
+                                     tracker=tracker, prefer=prefer)
+    deals_df = None
+    if loaded.tables.opportunities is not None:
+        deals_df, dv = score_deals(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
+                                   tracker=tracker, prefer=prefer)
+        versions.update(dv)
+    written = [io.write_frame(cust, params["out"])]
+    if deals_df is not None:
+        out = Path(params["out"])
+        deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
+        written.append(io.write_frame(deals_df, deals_out))
+    counts = {"customers": len(cust), "deals": 0 if deals_df is None else len(deals_df)}
+    tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
+                          model_versions=versions, row_counts=counts)
+    return written
+
+
+STEPS: dict[str, Callable[..., list[Path]]] = {
     "validate": step_validate,
     "features": step_features,
+    "train": step_train,
+    "score": step_score,
 }

@@ -284,6 +284,10 @@ class Tracker:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
+        # The pickle-format warning repeats on every log_model; the README states the trust
+        # boundary once. DB-migration INFO lines are noise in the CLI output.
+        for logger in ("mlflow.sklearn", "mlflow.store.db.utils", "alembic"):
+            logging.getLogger(logger).setLevel(logging.ERROR)
         self._depth = 1
         try:
             yield mlflow

@@ -1,0 +1,164 @@
+"""Value model: expected net spend over the next H days, as a two-part model.
+
+    from keyaccounts.models.value import make_value_model
+    m = make_value_model({"horizon_days": 180}).fit(X_train, y_train)   # y = future_value
+    m.predict(X)              # expected_value = P(buy) * E[spend | buy]
+    m.predict_buy_proba(X)    # P(future_value > 0)
+    m.predict_spend(X)        # E[future_value | future_value > 0]
+
+X is the frame of `features.build_features` / `snapshots.customer_snapshots` (see
+models/churn.py for the columns read). Both parts are full pipelines from that frame
+(NumericSelector -> RatioFeatures -> BTYDFeatures -> model), so each part can be used alone.
+
+Design
+- P(buy): the churn GLM (logistic regression on tenure-free ratios + BG/NBD features), fitted
+  on y > 0. A GLM extrapolates to customers older than any training cutoff saw.
+- E[spend | buy]: gamma deviance (log link) on the buyers only, never squared error on raw
+  spend. Default "xgb": shallow XGBoost `reg:gamma` on tenure-free inputs (average spend per
+  purchase day, frequency, purchase rate, recency share, BG/NBD quantities); "glm": gamma GLM on
+  the same inputs, sign-log transformed.
+- expected_value = P(buy) * E[spend | buy] is a mean forecast: its sum is the expected total.
+- Net returns: a window whose net spend is <= 0 counts as "no buy" (the forecast is >= 0).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import GammaRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from xgboost import XGBRegressor
+
+from .churn import GLM_FEATURES, feature_steps, glm_steps, make_churn_baseline
+from .transformers import ColumnSubset, NumericSelector, SignedLog1p
+
+__all__ = ["DEFAULT_PARAMS", "SPEND_FEATURES", "TwoPartValue", "XGBRegressorNoNames", "spend_steps", "make_value_model", "make_value_baseline"]
+
+#: Inputs of the spend-given-buy model: levels that do not grow with tenure, plus BG/NBD.
+SPEND_FEATURES = ("monetary_avg", "frequency", "purchases_per_month", "recency_over_tenure",
+                  "expected_purchases", "p_alive")
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "horizon_days": 180,
+    "time_unit_days": 7.0,
+    "C": 1.0,                  # logistic regression of P(buy)
+    "glm_features": GLM_FEATURES,
+    "spend_features": SPEND_FEATURES,
+    "spend_model": "xgb",      # "xgb" | "glm"
+    "xgb": {"n_estimators": 300, "max_depth": 3, "learning_rate": 0.05, "min_child_weight": 50.0,
+            "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "tree_method": "hist",
+            "n_jobs": 1, "random_state": 0},
+    "glm_alpha": 1e-4,
+    "min_spend": 1.0,          # buyers' spend is floored here before the gamma fit (gamma needs > 0)
+}
+
+
+class XGBRegressorNoNames(XGBRegressor):
+    """XGBRegressor whose booster drops the column names after fit (see churn.XGBClassifierNoNames)."""
+
+    def fit(self, X, y, **kwargs):
+        super().fit(X, y, **kwargs)
+        booster = self.get_booster()
+        booster.feature_names = None
+        booster.feature_types = None
+        return self
+
+
+class TwoPartValue(RegressorMixin, BaseEstimator):
+    """E[y] = P(y > 0) * E[y | y > 0].
+
+    classifier: fitted on (X, y > 0); its predict_proba(X)[:, 1] is P(buy).
+    regressor:  fitted on the rows with y > 0, target max(y, min_spend); predictions are
+                floored at 0.
+    """
+
+    def __init__(self, classifier=None, regressor=None, min_spend: float = 1.0):
+        self.classifier = classifier
+        self.regressor = regressor
+        self.min_spend = min_spend
+
+    def fit(self, X, y, sample_weight=None):
+        if self.classifier is None or self.regressor is None:
+            raise ValueError("TwoPartValue needs a classifier and a regressor")
+        y = np.asarray(y, dtype="float64").ravel()
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        if not np.isfinite(y).all():
+            raise ValueError("y (future value) must be finite")
+        buy = y > 0
+        if buy.all() or not buy.any():
+            raise ValueError("TwoPartValue needs both buyers (y > 0) and non-buyers in the training rows")
+        kw = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+        self.classifier_ = clone(self.classifier).fit(X, buy.astype("int64"), **_route(self.classifier, kw))
+        Xb = X[buy] if isinstance(X, pd.DataFrame) else np.asarray(X)[buy]
+        kwb = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[buy]}
+        self.regressor_ = clone(self.regressor).fit(Xb, np.maximum(y[buy], self.min_spend),
+                                                    **_route(self.regressor, kwb))
+        self.buy_rate_ = float(buy.mean())
+        self.mean_spend_ = float(y[buy].mean())
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_buy_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classifier_")
+        return self.classifier_.predict_proba(X)[:, 1]
+
+    def predict_spend(self, X) -> np.ndarray:
+        check_is_fitted(self, "regressor_")
+        return np.maximum(np.asarray(self.regressor_.predict(X), dtype="float64"), 0.0)
+
+    def predict(self, X) -> np.ndarray:
+        return self.predict_buy_proba(X) * self.predict_spend(X)
+
+
+def _route(est, kw: dict) -> dict:
+    """sample_weight for a Pipeline goes to its last step."""
+    if not kw:
+        return {}
+    if isinstance(est, Pipeline):
+        return {f"{est.steps[-1][0]}__sample_weight": kw["sample_weight"]}
+    return kw
+
+
+def _params(params: dict | None) -> dict[str, Any]:
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    p["xgb"] = {**DEFAULT_PARAMS["xgb"], **((params or {}).get("xgb") or {})}
+    unknown = set(p) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown value model parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
+    if p["spend_model"] not in ("xgb", "glm"):
+        raise ValueError("spend_model must be 'xgb' or 'glm'")
+    return p
+
+
+def spend_steps(p: dict[str, Any]) -> list[tuple[str, Any]]:
+    """E[spend | buy] on SPEND_FEATURES with gamma deviance: XGBoost or a gamma GLM."""
+    cols = ("columns", ColumnSubset(list(p["spend_features"]), strict=False))
+    if p["spend_model"] == "xgb":
+        return [cols, ("xgb", XGBRegressorNoNames(objective="reg:gamma", **p["xgb"]))]
+    return [cols, ("log", SignedLog1p()), ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()), ("glm", GammaRegressor(alpha=p["glm_alpha"], max_iter=1000))]
+
+
+def make_value_model(params: dict | None = None) -> TwoPartValue:
+    """Unfitted two-part value model (see DEFAULT_PARAMS); each part is one flat Pipeline from
+    the raw feature frame."""
+    p = _params(params)
+    clf = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"]) + glm_steps(p["glm_features"], C=p["C"]))
+    reg = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"]) + spend_steps(p))
+    return TwoPartValue(classifier=clf, regressor=reg, min_spend=p["min_spend"])
+
+
+def make_value_baseline() -> TwoPartValue:
+    """Plain two-part GLM on every numeric feature: logistic P(buy) x gamma GLM spend."""
+    reg = Pipeline([("select", NumericSelector()), ("log", SignedLog1p()),
+                    ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                    ("scale", StandardScaler()), ("glm", GammaRegressor(alpha=1e-3, max_iter=1000))])
+    return TwoPartValue(classifier=make_churn_baseline(), regressor=reg, min_spend=1.0)

@@ -39,9 +39,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
+from .common import merge_params
 from .transformers import BTYDFeatures, ColumnSubset, NumericSelector, RatioFeatures, SignedLog1p
 
-__all__ = ["DEFAULT_PARAMS", "XGBClassifierNoNames", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
+__all__ = ["DEFAULT_PARAMS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
            "glm_steps", "xgb_steps", "make_churn_model", "make_churn_baseline",
            "calibrate"]
 
@@ -72,25 +73,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-class XGBClassifierNoNames(XGBClassifier):
-    """XGBClassifier whose booster drops the column names after fit (monotone constraints
-    given by name are resolved during fit). The preceding ColumnSubset fixes the column order,
-    so tools that feed the booster plain arrays (plots.shap_importance) work."""
-
-    def fit(self, X, y, **kwargs):
-        super().fit(X, y, **kwargs)
-        booster = self.get_booster()
-        booster.feature_names = None
-        booster.feature_types = None
-        return self
-
-
 def _params(params: dict | None) -> dict[str, Any]:
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    p["xgb"] = {**DEFAULT_PARAMS["xgb"], **((params or {}).get("xgb") or {})}
-    unknown = set(p) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown churn model parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
+    p = merge_params(DEFAULT_PARAMS, params, "churn model")
     if p["estimator"] not in ("glm", "xgb", "blend"):
         raise ValueError("estimator must be 'glm', 'xgb' or 'blend'")
     return p
@@ -115,7 +99,7 @@ def xgb_steps(columns=XGB_FEATURES, xgb_params: dict | None = None, monotone: bo
     if monotone:
         kw["monotone_constraints"] = dict(XGB_MONOTONE)
     return [("columns", ColumnSubset(list(columns), strict=False)),
-            ("xgb", XGBClassifierNoNames(objective="binary:logistic", eval_metric="logloss", **kw))]
+            ("xgb", XGBClassifier(objective="binary:logistic", eval_metric="logloss", **kw))]
 
 
 def make_churn_model(params: dict | None = None) -> Pipeline:

@@ -34,10 +34,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBRegressor
 
+from .common import merge_params
 from .churn import GLM_FEATURES, feature_steps, glm_steps, make_churn_baseline
 from .transformers import ColumnSubset, NumericSelector, SignedLog1p
 
-__all__ = ["DEFAULT_PARAMS", "SPEND_FEATURES", "TwoPartValue", "XGBRegressorNoNames", "spend_steps", "make_value_model", "make_value_baseline"]
+__all__ = ["DEFAULT_PARAMS", "SPEND_FEATURES", "TwoPartValue", "spend_steps", "make_value_model", "make_value_baseline"]
 
 #: Inputs of the spend-given-buy model: levels that do not grow with tenure, plus BG/NBD.
 SPEND_FEATURES = ("monetary_avg", "frequency", "purchases_per_month", "recency_over_tenure",
@@ -56,17 +57,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "glm_alpha": 1e-4,
     "min_spend": 1.0,          # buyers' spend is floored here before the gamma fit (gamma needs > 0)
 }
-
-
-class XGBRegressorNoNames(XGBRegressor):
-    """XGBRegressor whose booster drops the column names after fit (see churn.XGBClassifierNoNames)."""
-
-    def fit(self, X, y, **kwargs):
-        super().fit(X, y, **kwargs)
-        booster = self.get_booster()
-        booster.feature_names = None
-        booster.feature_types = None
-        return self
 
 
 class TwoPartValue(RegressorMixin, BaseEstimator):
@@ -128,11 +118,7 @@ def _route(est, kw: dict) -> dict:
 
 
 def _params(params: dict | None) -> dict[str, Any]:
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    p["xgb"] = {**DEFAULT_PARAMS["xgb"], **((params or {}).get("xgb") or {})}
-    unknown = set(p) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown value model parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
+    p = merge_params(DEFAULT_PARAMS, params, "value model")
     if p["spend_model"] not in ("xgb", "glm"):
         raise ValueError("spend_model must be 'xgb' or 'glm'")
     return p
@@ -142,7 +128,7 @@ def spend_steps(p: dict[str, Any]) -> list[tuple[str, Any]]:
     """E[spend | buy] on SPEND_FEATURES with gamma deviance: XGBoost or a gamma GLM."""
     cols = ("columns", ColumnSubset(list(p["spend_features"]), strict=False))
     if p["spend_model"] == "xgb":
-        return [cols, ("xgb", XGBRegressorNoNames(objective="reg:gamma", **p["xgb"]))]
+        return [cols, ("xgb", XGBRegressor(objective="reg:gamma", **p["xgb"]))]
     return [cols, ("log", SignedLog1p()), ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()), ("glm", GammaRegressor(alpha=p["glm_alpha"], max_iter=1000))]
 

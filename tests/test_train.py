@@ -81,3 +81,25 @@ def test_cli_synth_train_score_models(tmp_path, monkeypatch):
     # a different horizon coexists
     res = runner.invoke(app, ["score", *args[:-1], "30", "--out", "out/s30.csv"])
     assert res.exit_code == 2 and "churn-30d" in res.output
+
+
+def test_shap_importance_is_exact_for_linear_and_tree_parts(synth):
+    from keyaccounts import plots
+    from keyaccounts.models.churn import make_churn_model
+    from keyaccounts.models.value import make_value_model
+    t = Tables(synth.transactions)
+    sp = customer_split(t, as_of=pd.Timestamp("2025-09-01").date(), horizon_days=90, cfg=CFG,
+                        features=FeatureConfig())
+    churn = make_churn_model({"horizon_days": 90}).fit(sp.X_train, sp.y_train["churned"])
+    imp = plots.shap_importance(churn, sp.X_val)
+    # linear SHAP: contributions + mean margin = margin, row by row
+    pipe = plots.find_pipeline(churn, lambda e: getattr(e, "coef_", None) is not None)
+    A = np.asarray(pipe[:-1].transform(sp.X_val), float)
+    lr = pipe.steps[-1][1]
+    contrib = (A - A.mean(axis=0)) * lr.coef_.ravel()
+    base = (A.mean(axis=0) * lr.coef_.ravel()).sum() + lr.intercept_[0]
+    np.testing.assert_allclose(contrib.sum(axis=1) + base, lr.decision_function(A), rtol=1e-9, atol=1e-9)
+    assert imp is not None and (imp >= 0).all() and len(imp) == A.shape[1]
+    value = make_value_model({"horizon_days": 90}).fit(sp.X_train, sp.y_train["future_value"])
+    vimp = plots.shap_importance(value, sp.X_val)
+    assert vimp is not None and vimp.iloc[0] > 0

@@ -46,43 +46,49 @@ def lift_figure(actual, pred, title: str = "decile lift"):
     return fig
 
 
-def find_booster_pipeline(model: Any, depth: int = 0):
-    """The innermost sklearn Pipeline whose last step is an XGBoost model, if any."""
+def find_pipeline(model: Any, is_last, depth: int = 0):
+    """The innermost sklearn Pipeline inside `model` whose last step satisfies `is_last`."""
     if depth > 6 or model is None:
         return None
     steps = getattr(model, "steps", None)
-    if steps and hasattr(steps[-1][1], "get_booster"):
+    if steps and is_last(steps[-1][1]):
         return model
-    for attr in ("estimator", "calibrated_classifiers_", "classifier_", "regressor_", "model_", "churn_", "xgb_"):
+    for attr in ("estimator", "calibrated_classifiers_", "classifier_", "regressor_"):
         sub = getattr(model, attr, None)
         if isinstance(sub, list):
             sub = sub[0] if sub else None
-        found = find_booster_pipeline(sub, depth + 1)
+        found = find_pipeline(sub, is_last, depth + 1)
         if found is not None:
             return found
-    if steps:
-        for _, step in reversed(steps):
-            found = find_booster_pipeline(step, depth + 1)
-            if found is not None:
-                return found
+    for _, step in reversed(steps or []):
+        found = find_pipeline(step, is_last, depth + 1)
+        if found is not None:
+            return found
     return None
 
 
 def shap_importance(model: Any, X: pd.DataFrame, max_rows: int = 5000) -> pd.Series | None:
-    """Mean |SHAP| per input feature of the model's XGBoost part (exact TreeSHAP via
-    pred_contribs); None when the model has no XGBoost part."""
-    pipe = find_booster_pipeline(model)
-    if pipe is None:
-        return None
-    import xgboost as xgb
+    """Mean |SHAP| per model input, in margin units: exact TreeSHAP (XGBoost pred_contribs) for a
+    tree part, exact linear SHAP coef * (x - mean x) for a linear part; None for neither."""
     Xs = X.iloc[:max_rows]
-    Xt = pipe[:-1].transform(Xs) if len(pipe.steps) > 1 else Xs
-    booster = pipe.steps[-1][1].get_booster()
-    names = list(getattr(Xt, "columns", None) if hasattr(Xt, "columns") else
-                 (booster.feature_names or [f"f{i}" for i in range(np.shape(Xt)[1])]))
-    dm = xgb.DMatrix(np.asarray(Xt, dtype="float64"), feature_names=booster.feature_names)
-    contrib = booster.predict(dm, pred_contribs=True)
-    return pd.Series(np.abs(contrib[:, :-1]).mean(axis=0), index=names).sort_values(ascending=False)
+    pipe = find_pipeline(model, lambda est: hasattr(est, "get_booster"))
+    if pipe is not None:
+        import xgboost as xgb
+        Xt = pipe[:-1].transform(Xs) if len(pipe.steps) > 1 else Xs
+        booster = pipe.steps[-1][1].get_booster()
+        names = list(Xt.columns) if hasattr(Xt, "columns") else \
+            (booster.feature_names or [f"f{i}" for i in range(np.shape(Xt)[1])])
+        dm = xgb.DMatrix(np.asarray(Xt, dtype="float64"), feature_names=booster.feature_names)
+        contrib = booster.predict(dm, pred_contribs=True)[:, :-1]
+    else:
+        pipe = find_pipeline(model, lambda est: getattr(est, "coef_", None) is not None)
+        if pipe is None:
+            return None
+        Xt = pipe[:-1].transform(Xs) if len(pipe.steps) > 1 else Xs
+        names = list(pipe[:-1].get_feature_names_out()) if len(pipe.steps) > 1 else list(Xs.columns)
+        A = np.asarray(Xt, dtype="float64")
+        contrib = (A - A.mean(axis=0)) * np.ravel(pipe.steps[-1][1].coef_)
+    return pd.Series(np.abs(contrib).mean(axis=0), index=names).sort_values(ascending=False)
 
 
 def importance_figure(importance: pd.Series, title: str = "SHAP summary (mean |contribution|)", top: int = 20):

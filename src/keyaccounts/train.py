@@ -156,7 +156,8 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     vfigs = {"lift": plots.lift_figure(v_val, pred, title="value: decile lift")}
     vimp = plots.shap_importance(value, sp.X_val)
     if vimp is not None:
-        vfigs["shap_summary"] = plots.importance_figure(vimp, title="value: SHAP summary")
+        vfigs["shap_summary"] = plots.importance_figure(
+            vimp, title="value: SHAP summary (tree part of the two-part model)")
     out.append(TrainedModel(
         family="value", horizon_days=horizon_days, model=value, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,

@@ -126,6 +126,156 @@ class TrainConfig(_Strict):
 STEP_NAMES = ("validate", "features", "train", "score")
 
 
+class RfmRule(_Strict):
+    """One row of the RFM segment table: inclusive [lo, hi] ranges on the 1-5 quintile scores."""
+
+    segment: str
+    r: tuple[int, int] = Field((1, 5), description="inclusive range of r_score (5 = most recent)")
+    f: tuple[int, int] = Field((1, 5), description="inclusive range of f_score (5 = most frequent)")
+    m: tuple[int, int] = Field((1, 5), description="inclusive range of m_score (5 = highest net spend)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "RfmRule":
+        for name in ("r", "f", "m"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi <= 5:
+                raise ValueError(f"rule '{self.segment}': {name} range must satisfy 1 <= lo <= hi <= 5")
+        return self
+
+
+def _default_rfm_rules() -> list[RfmRule]:
+    # The widely published 10-segment RFM map on R and F (M only separates 'at risk'). First match wins.
+    return [
+        RfmRule(segment="champions", r=(4, 5), f=(4, 5)),
+        RfmRule(segment="loyal", r=(3, 5), f=(4, 5)),
+        RfmRule(segment="potential loyalist", r=(4, 5), f=(2, 3)),
+        RfmRule(segment="new", r=(4, 5), f=(1, 1)),
+        RfmRule(segment="promising", r=(3, 3), f=(1, 1)),
+        RfmRule(segment="can't lose", r=(1, 1), f=(4, 5)),
+        RfmRule(segment="at risk", r=(1, 2), f=(3, 5), m=(3, 5)),
+        RfmRule(segment="hibernating", r=(2, 2), f=(1, 2)),
+        RfmRule(segment="lost", r=(1, 1), f=(1, 2)),
+    ]
+
+
+class PyramidBand(_Strict):
+    name: str
+    share: float = Field(gt=0, le=1, description="share of accounts (by count) in this band")
+
+
+class ScoreBand(_Strict):
+    min_score: float = Field(ge=0, le=100, description="composite score (0-100) at or above which the tier applies")
+    tier: str
+
+
+class KaismConfig(_Strict):
+    """Key Account Identification and Selection Matrix. Each axis is the weighted mean of percentile
+    ranks (0-1) of its families; families whose columns are absent (or all NaN) drop out and the
+    remaining weights are renormalised to sum to 1."""
+
+    value_weight: float = Field(0.50, ge=0, description="attractiveness: expected_value, else the history value column")
+    growth_weight: float = Field(0.25, ge=0, description="attractiveness: first present of growth_columns")
+    margin_weight: float = Field(0.25, ge=0, description="attractiveness: margin_rate (needs a cost column)")
+    retention_weight: float = Field(
+        0.40, ge=0, description="position: 1 - churn_probability, else spend_90d / spend_prior_90d capped")
+    tenure_weight: float = Field(0.30, ge=0, description="position: tenure_days")
+    credit_weight: float = Field(0.30, ge=0, description="position: credit health (needs invoices)")
+    retention_ratio_cap: float = Field(
+        1.0, gt=0, description="cap on spend_90d / spend_prior_90d when no churn model (share of spend retained)")
+    split: float = Field(0.5, gt=0, lt=1, description="both axes split high/low (strong/weak) at this value")
+
+
+class CompositeConfig(_Strict):
+    """Weighted composite score 0-100 from percentile ranks of its components; absent components
+    drop out and the weights are renormalised."""
+
+    order_amount_weight: float = Field(0.25, ge=0, description="history value column (monetary_total or spend_365d)")
+    profit_weight: float = Field(0.20, ge=0, description="margin_total (needs a cost column)")
+    credit_weight: float = Field(0.15, ge=0, description="credit health: 1 - percentile of overdue/late (needs invoices)")
+    growth_weight: float = Field(0.15, ge=0, description="first present of growth_columns")
+    predicted_value_weight: float = Field(0.15, ge=0, description="expected_value (needs scores)")
+    churn_risk_weight: float = Field(
+        0.10, ge=0, description="enters negatively: 1 - percentile of churn_probability (needs scores)")
+    bands: list[ScoreBand] = Field(
+        default_factory=lambda: [ScoreBand(min_score=80, tier="strategic"), ScoreBand(min_score=60, tier="key"),
+                                 ScoreBand(min_score=40, tier="standard")],
+        description="checked in order, first band whose min_score the score reaches wins")
+    rest: str = Field("transactional", description="tier below every band")
+
+    @field_validator("bands")
+    @classmethod
+    def _descending(cls, v: list[ScoreBand]) -> list[ScoreBand]:
+        if any(a.min_score <= b.min_score for a, b in zip(v, v[1:])):
+            raise ValueError("bands must be listed with strictly decreasing min_score")
+        return v
+
+
+class ActionOverride(_Strict):
+    segments: list[str] = Field(description="RFM segments that trigger the override")
+    min_churn_probability: float | None = Field(
+        0.5, ge=0, le=1, description="also require churn_probability >= this when a churn model scored the "
+                                     "account; without churn scores the segment alone triggers; None = segment alone")
+    action: str
+
+
+class ActionConfig(_Strict):
+    """Recommended action: the first matching override, else (for flagged accounts) the
+    insufficient-history action, else the action of the KAISM quadrant."""
+
+    by_quadrant: dict[str, str] = Field(default_factory=lambda: {
+        "key": "assign key-account manager; protect and grow",
+        "develop": "invest: cross-sell and raise share of wallet",
+        "maintain": "keep service level, automate",
+        "harvest": "serve efficiently, low-touch",
+    })
+    overrides: list[ActionOverride] = Field(default_factory=lambda: [
+        ActionOverride(segments=["at risk", "can't lose"], min_churn_probability=0.5,
+                       action="retention call this week")])
+    insufficient_history: str = Field(
+        "nurture; re-tier once history builds", description="action for accounts flagged 'insufficient history'")
+
+    @field_validator("by_quadrant")
+    @classmethod
+    def _all_quadrants(cls, v: dict[str, str]) -> dict[str, str]:
+        missing = {"key", "develop", "maintain", "harvest"} - set(v)
+        if missing:
+            raise ValueError(f"by_quadrant needs an action for {sorted(missing)}")
+        return v
+
+
+class TierConfig(_Strict):
+    """Rule-based key-account tiers (see keyaccounts.tiers). Defaults are the usual published values."""
+
+    history_column: Literal["monetary_total", "spend_365d"] = Field(
+        "monetary_total", description="historical net spend for abc_history, pyramid and composite order amount")
+    growth_columns: list[str] = Field(
+        default_factory=lambda: ["spend_growth_ratio_90d", "spend_slope_monthly"],
+        description="growth family: the first column present (and not all NaN) is used")
+    abc_a_share: float = Field(0.80, gt=0, lt=1, description="A = accounts making up the top 80 % of value (Pareto)")
+    abc_b_share: float = Field(0.15, gt=0, lt=1, description="B = the next 15 %; C = the rest (last 5 %)")
+    pyramid: list[PyramidBand] = Field(
+        default_factory=lambda: [PyramidBand(name="VIP", share=0.01), PyramidBand(name="major", share=0.04),
+                                 PyramidBand(name="medium", share=0.15)],
+        description="customer pyramid bands from the top by value: top 1 % VIP, next 4 % major, next 15 % medium")
+    pyramid_rest: str = Field("small", description="pyramid tier below every band")
+    rfm_rules: list[RfmRule] = Field(default_factory=_default_rfm_rules,
+                                     description="RFM segment table, first matching rule wins")
+    rfm_default: str = Field("need attention", description="segment when no rule matches")
+    kaism: KaismConfig = Field(default_factory=KaismConfig)
+    composite: CompositeConfig = Field(default_factory=CompositeConfig)
+    min_purchases: int = Field(2, ge=0, description="fewer purchase days than this = insufficient history")
+    min_tenure_days: int = Field(90, ge=0, description="tenure below this many days = insufficient history")
+    actions: ActionConfig = Field(default_factory=ActionConfig)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "TierConfig":
+        if self.abc_a_share + self.abc_b_share > 1 + 1e-9:
+            raise ValueError("abc_a_share + abc_b_share must not exceed 1")
+        if sum(b.share for b in self.pyramid) > 1 + 1e-9:
+            raise ValueError("pyramid band shares must not sum to more than 1")
+        return self
+
+
 class Pipeline(_Strict):
     """A declarative pipeline: inputs, as_of, horizon and steps. Config only, no logic."""
 
@@ -137,6 +287,7 @@ class Pipeline(_Strict):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tiers: TierConfig = Field(default_factory=TierConfig)
     tracking_uri: str | None = None
     steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
 

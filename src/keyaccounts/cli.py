@@ -294,15 +294,26 @@ def score(
         "--deals-out", help="Per-open-deal scores (default: OUT with '_deals' added to the name).")] = None,
     from_bundle: Annotated[bool, typer.Option(
         "--from-bundle", help="Load champions from models/ (sha256-checked) instead of the MLflow registry.")] = False,
+    by: Annotated[Optional[str], typer.Option(
+        "--by", help="Group the ranked lists by owner or region (Excel: one sheet per group).")] = None,
+    top: Annotated[Optional[int], typer.Option(
+        "--top", help="Keep the top N accounts (per group with --by).", min=1)] = None,
+    reasons: Annotated[str, typer.Option(
+        "--reasons", help="Plain-words SHAP reasons for 'all' accounts, the 'top:N' by priority, or 'none'.")] = "all",
+    rank_by: Annotated[str, typer.Option(
+        "--rank-by", help="Priority: composite_score (default), value_at_risk, expected_value or churn_probability.")]
+    = "composite_score",
 ) -> None:
-    """Apply the champion models at as_of: churn_probability, expected_value, p_alive,
-    expected_purchases per customer, and close_probability per open deal."""
+    """Ranked key-account list at as_of: churn_probability, expected_value, value_at_risk, p_alive,
+    expected_purchases, every tier, composite score, reasons and recommended action per account;
+    close_probability and expected revenue per open deal."""
     from .pipeline import require_as_of, step_score
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
     require_as_of(p)
     loaded = _load(p, loose)
-    params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry"}
+    params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry",
+              "by": by, "top": top, "reasons": reasons, "rank_by": rank_by}
     for w in step_score(loaded, p, params, say=out_console.print):
         out_console.print(f"wrote {w}")
 

@@ -213,8 +213,42 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True) -> Path:
-    """Write by extension (.csv[.gz], .parquet, .xlsx) atomically; returns the path."""
+_SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
+
+
+def sheet_names(keys) -> dict:
+    """Excel-safe, unique sheet names (<= 31 chars, no []:*?/\\) for the given group keys."""
+    out, used = {}, set()
+    for k in keys:
+        base = _SHEET_BAD.sub("_", "(none)" if k is None or k != k else str(k)).strip("'")[:31] or "sheet"
+        name, i = base, 2
+        while name.lower() in used:
+            suffix = f" ({i})"
+            name, i = base[:31 - len(suffix)] + suffix, i + 1
+        used.add(name.lower())
+        out[k] = name
+    return out
+
+
+def _excel_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
+    """Workbook bytes: each sheet with a frozen header row and filters on every column."""
+    from openpyxl.utils import get_column_letter
+    buf = BytesIO()
+    # Not `with ExcelWriter(...)`: on an error that would still save the half-built workbook.
+    xw = pd.ExcelWriter(buf, engine="openpyxl")
+    for name, frame in sheets.items():
+        frame.to_excel(xw, index=False, sheet_name=name, freeze_panes=(1, 0))
+        ws = xw.sheets[name]
+        ws.auto_filter.ref = f"A1:{get_column_letter(max(frame.shape[1], 1))}{len(frame) + 1}"
+    xw.close()
+    return buf.getvalue()
+
+
+def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True, sheets_by: str | None = None) -> Path:
+    """Write by extension (.csv[.gz], .parquet, .xlsx) atomically; returns the path.
+    Excel: one sheet per value of column `sheets_by` when given (else one sheet 'data'),
+    frozen header and filters. CSV/Excel text cells that a spreadsheet would run as a formula
+    are neutralised."""
     p = Path(path)
     kind = _kind(p)
     if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
@@ -223,16 +257,14 @@ def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True) -> Pa
         _atomic(p, lambda t: df.to_parquet(t, index=index))
     elif kind == "excel":
         safe = neutralise_formulas(df.reset_index() if index else df)
-
-        def _xlsx(t: Path) -> None:
-            # Not `with ExcelWriter(...)`: on an error that would still save the half-built
-            # workbook, and an error before the first sheet became openpyxl's IndexError.
-            buf = BytesIO()
-            xw = pd.ExcelWriter(buf, engine="openpyxl")
-            safe.to_excel(xw, index=False, sheet_name="data", freeze_panes=(1, 0))
-            xw.close()
-            t.write_bytes(buf.getvalue())
-        _atomic(p, _xlsx)
+        if sheets_by and sheets_by in safe.columns:
+            keys = list(dict.fromkeys(safe[sheets_by].tolist()))
+            names = sheet_names(keys)
+            sheets = {names[k]: safe[(safe[sheets_by] == k) | (safe[sheets_by].isna() & (k is None or k != k))]
+                      for k in keys}
+        else:
+            sheets = {"data": safe}
+        _atomic(p, lambda t: t.write_bytes(_excel_bytes(sheets)))
     else:
         safe = neutralise_formulas(df)
         compression = "gzip" if p.suffix.lower() == ".gz" else None

@@ -142,8 +142,10 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
         if tm is not None:
             tms.append(tm)
     written = []
+    from . import plots
     for tm in tms:
         res = tracker.log_training(tm)
+        plots.close(tm.figures)
         key = tm.primary_metric
         base = {b: m.get(key) for b, m in tm.baseline_metrics.items() if m.get(key) is not None}
         say(f"{tm.name}: v{res['version']} {key}={tm.metrics.get(key, float('nan')):.4f} "
@@ -155,29 +157,35 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
 
 
 def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
-    """Score customers (and open deals) with the champions; write atomically; log the run."""
-    from .score import score_customers, score_deals
+    """Ranked account (and open-deal) lists with the champions, tiers and reasons; written
+    atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
+    by (owner|region), top."""
+    from .score import score_accounts, score_deals, tier_counts
     from .tracking import data_fingerprint
     as_of = require_as_of(p)
     if not params.get("out"):
         raise InputError("score step needs 'out: PATH'")
+    by = params.get("by")
+    if by not in (None, "owner", "region"):
+        raise InputError(f"--by must be owner or region, got '{by}'")
+    opts = {"prefer": params.get("prefer", "registry"), "reasons": str(params.get("reasons", "all")),
+            "by": by, "top": params.get("top")}
     tracker = _tracker(p, params)
-    prefer = params.get("prefer", "registry")
-    cust, versions = score_customers(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                     tracker=tracker, prefer=prefer)
+    accounts, versions = score_accounts(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
+                                        tracker=tracker, rank_by=params.get("rank_by", "composite_score"), **opts)
     deals_df = None
     if loaded.tables.opportunities is not None:
         deals_df, dv = score_deals(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                   tracker=tracker, prefer=prefer)
+                                   tracker=tracker, **opts)
         versions.update(dv)
-    written = [io.write_frame(cust, params["out"])]
+    written = [io.write_frame(accounts, params["out"], sheets_by=by)]
     if deals_df is not None:
         out = Path(params["out"])
         deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
-        written.append(io.write_frame(deals_df, deals_out))
-    counts = {"customers": len(cust), "deals": 0 if deals_df is None else len(deals_df)}
+        written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None))
+    counts = {"accounts": len(accounts), "deals": 0 if deals_df is None else len(deals_df)}
     tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
-                          model_versions=versions, row_counts=counts)
+                          model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts))
     return written
 
 

@@ -99,3 +99,10 @@ def importance_figure(importance: pd.Series, title: str = "SHAP summary (mean |c
     ax.set(xlabel="mean |SHAP value| (margin units)", title=title)
     fig.tight_layout()
     return fig
+
+
+def close(figures: dict) -> None:
+    """Release figures once logged (pyplot keeps every open figure alive)."""
+    plt = _plt()
+    for fig in figures.values():
+        plt.close(fig)

@@ -11,41 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
 
 import numpy as np
 import pandas as pd
 
+from _memory import PeakRSS, rss_bytes  # benchmarks/_memory.py
 from keyaccounts.features import Tables, build_features, rfm
 from keyaccounts.synth import synth_transactions
 
 WINDOWS = (30, 90, 365)
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the process RSS every 5 ms while active; `peak` is the maximum seen."""
-
-    def __enter__(self):
-        self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def reference_sql(as_of: str) -> str:

@@ -15,14 +15,13 @@ Targets (product issue): prediction >= 100k rows/s; exact reasons for 1M account
 from __future__ import annotations
 
 import argparse
-import os
-import threading
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
 
+from _memory import PeakRSS, rss_bytes  # benchmarks/_memory.py
 from keyaccounts import explain as E
 from keyaccounts.config import FeatureConfig, TrainConfig
 from keyaccounts.features import Tables, build_features
@@ -30,31 +29,6 @@ from keyaccounts.models.churn import calibrate, make_churn_model
 from keyaccounts.models.value import make_value_model
 from keyaccounts.synth import synth_transactions, synthesize
 from keyaccounts.train import customer_split
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the process RSS every 5 ms while active; `peak` is the maximum seen."""
-
-    def __enter__(self):
-        self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def gb(b: int) -> str:

@@ -141,6 +141,7 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     imp = plots.shap_importance(churn, sp.X_val)
     if imp is not None:
         figs["shap_summary"] = plots.importance_figure(imp, title="churn: SHAP summary")
+        m.update(_importance_metrics(imp))
     out = [TrainedModel(
         family="churn", horizon_days=horizon_days, model=calibrated, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
@@ -155,16 +156,23 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     vb = {"naive": M.value_metrics(v_val, base["naive_value"]), "btyd": M.value_metrics(v_val, base["btyd_value"])}
     vfigs = {"lift": plots.lift_figure(v_val, pred, title="value: decile lift")}
     vimp = plots.shap_importance(value, sp.X_val)
+    vm = M.value_metrics(v_val, pred)
     if vimp is not None:
+        vm.update(_importance_metrics(vimp))
         vfigs["shap_summary"] = plots.importance_figure(
             vimp, title="value: SHAP summary (tree part of the two-part model)")
     out.append(TrainedModel(
         family="value", horizon_days=horizon_days, model=value, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
                        {f"model.{k}": v for k, v in cfg.value_params.items()}),
-        metrics=M.value_metrics(v_val, pred), baseline_metrics=vb, figures=vfigs, input_example=example,
+        metrics=vm, baseline_metrics=vb, figures=vfigs, input_example=example,
         data_fingerprint=fingerprint, validation=(sp.X_val, v_val), primary_metric="gini"))
     return out
+
+
+def _importance_metrics(imp: pd.Series) -> dict[str, float]:
+    """Global importance (mean |SHAP| on the validation fold) as run metrics, one per input."""
+    return {f"shap_importance.{k}": float(v) for k, v in imp.items()}
 
 
 def M_rank(x) -> np.ndarray:
@@ -186,7 +194,7 @@ def train_deal(tables: Tables, *, as_of: dt.date, horizon_days: int, cfg: TrainC
                          calibration=cfg.calibration, owner_prior=owner_prior)
     if r.model is None:
         return None, r
-    figs = {}
+    figs, metrics = {}, dict(r.metrics)
     if r.X_val is not None and not r.refused_reason:
         p = r.model.predict_proba(r.X_val)[:, 1]
         figs["calibration"] = plots.calibration_figure(
@@ -194,13 +202,14 @@ def train_deal(tables: Tables, *, as_of: dt.date, horizon_days: int, cfg: TrainC
         imp = plots.shap_importance(r.model, r.X_val)
         if imp is not None:
             figs["shap_summary"] = plots.importance_figure(imp, title="deal: SHAP summary")
+            metrics.update(_importance_metrics(imp))
     example = r.X_val.head(5) if r.X_val is not None else None
     tm = TrainedModel(
         family="deal", horizon_days=horizon_days, model=r.model, feature_names=r.feature_names,
         params={"as_of": str(as_of), "horizon_days": horizon_days,
                 "cutoffs": ",".join(str(c.date()) for c in r.cutoffs), "refused_reason": r.refused_reason or "",
                 "model_kind": "stage_rate_baseline" if r.refused_reason else "xgboost", "metrics_note": r.metrics_note},
-        metrics=r.metrics, baseline_metrics={"stage_rate": r.baseline_metrics}, figures=figs,
+        metrics=metrics, baseline_metrics={"stage_rate": r.baseline_metrics}, figures=figs,
         input_example=example, data_fingerprint=fingerprint,
         validation=(r.X_val, r.y_val) if r.X_val is not None else None, primary_metric="roc_auc")
     return tm, r

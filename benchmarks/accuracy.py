@@ -40,10 +40,10 @@ from keyaccounts.features import Tables, build_features
 from keyaccounts.io import read_frame
 from keyaccounts.labels import customer_labels
 from keyaccounts.models import metrics as M
-from keyaccounts.models.btyd import BGNBD, GammaGamma, btyd_summary
 from keyaccounts.models.churn import calibrate, make_churn_model
 from keyaccounts.models.value import make_value_model
 from keyaccounts.schemas import prepare_table
+from keyaccounts.train import btyd_baseline, naive_value
 from keyaccounts.snapshots import customer_snapshots, cutoffs, earliest_date
 
 LABELS = ["churned", "future_value", "future_purchase_days"]
@@ -77,29 +77,14 @@ def truncate(tx: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 
-def bgnbd_p_no_purchase(bg: BGNBD, t: float, x, tx, T) -> np.ndarray:
-    """P(no purchase in (T, T + t]) under BG/NBD: dead, or alive with no purchase."""
-    r, alpha = bg.params_["r"], bg.params_["alpha"]
-    pa = bg.p_alive(x, tx, T)
-    return 1.0 - pa * (1.0 - ((alpha + T) / (alpha + T + t)) ** (r + np.asarray(x, float)))
-
-
 def baselines(tx: pd.DataFrame, *, as_of: pd.Timestamp, horizon_days: int, index: pd.Index, recency) -> dict:
-    unit = 7.0
-    # naive
-    start = as_of - pd.Timedelta(days=horizon_days)
-    last_h = customer_labels(tx, as_of=start.date(), horizon_days=horizon_days, index=index)["future_value"].to_numpy()
-    naive = {"churn_score": np.asarray(recency, float), "churn_proba": None, "value": last_h}
-    # BG/NBD + Gamma-Gamma on the history before as_of
-    s = btyd_summary(tx, as_of=as_of.date(), time_unit_days=unit)
-    bg = BGNBD().fit(s["frequency"], s["recency"], s["T"])
-    gg = GammaGamma().fit(s["frequency"], s["monetary_value"])
-    s = s.reindex(index)
-    t = horizon_days / unit
-    ep = bg.expected_purchases(t, s["frequency"], s["recency"], s["T"])
-    spend = gg.expected_spend(s["frequency"], s["monetary_value"])
-    btyd = {"churn_score": -ep, "churn_proba": bgnbd_p_no_purchase(bg, t, s["frequency"], s["recency"], s["T"]),
-            "value": ep * spend}
+    """The same baselines `keyaccounts train` logs: naive (recency; last H days repeat) and
+    BG/NBD + Gamma-Gamma fitted on the history before as_of."""
+    naive = {"churn_score": np.asarray(recency, float), "churn_proba": None,
+             "value": naive_value(tx, as_of=as_of.date(), horizon_days=horizon_days, index=index)}
+    b = btyd_baseline(tx, as_of=as_of.date(), horizon_days=horizon_days, index=index)
+    btyd = {"churn_score": -b["expected_purchases"].to_numpy(), "churn_proba": b["p_no_purchase"].to_numpy(),
+            "value": b["btyd_value"].to_numpy()}
     return {"naive": naive, "btyd": btyd}
 
 

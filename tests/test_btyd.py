@@ -96,3 +96,14 @@ def test_btyd_summary_by_hand():
                         "monetary_value": [30.0, np.nan]},
                        index=pd.Index(["a", "b"], name="customer_id"))
     assert_frame_equal(got, exp)
+
+
+def test_p_no_purchase_by_hand():
+    m = BGNBD()
+    m.params_ = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.4}
+    # x = 0: alive for sure, so only the gamma-Poisson silence remains: ((alpha+T)/(alpha+T+t))^r
+    assert m.p_no_purchase(10.0, [0], [0], [30])[0] == pytest.approx((34 / 44) ** 0.25)
+    # t = 0: nothing can happen
+    assert m.p_no_purchase(0.0, [3], [10], [30])[0] == pytest.approx(1.0)
+    pa = m.p_alive([3], [10], [30])[0]
+    assert m.p_no_purchase(10.0, [3], [10], [30])[0] == pytest.approx(1 - pa * (1 - (34 / 44) ** 3.25))

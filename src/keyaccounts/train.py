@@ -63,15 +63,18 @@ def cross_fitted_calibration(model, X: pd.DataFrame, y: pd.Series, method: str, 
 
 def btyd_baseline(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Index,
                   time_unit_days: float = 7.0) -> pd.DataFrame:
-    """BG/NBD + Gamma-Gamma fitted on history before as_of: p_alive, expected_purchases over the
-    horizon, expected spend per purchase, btyd_value = expected purchases x spend."""
+    """BG/NBD + Gamma-Gamma fitted on history before as_of: p_alive, p_no_purchase and
+    expected_purchases over the horizon, expected spend per purchase, btyd_value = expected
+    purchases x spend."""
     s = btyd_summary(txns, as_of=as_of, time_unit_days=time_unit_days)
     bg = BGNBD().fit(s["frequency"], s["recency"], s["T"])
     gg = GammaGamma().fit(s["frequency"], s["monetary_value"])
     s = s.reindex(index)
-    ep = bg.expected_purchases(horizon_days / time_unit_days, s["frequency"], s["recency"], s["T"])
+    t = horizon_days / time_unit_days
+    ep = bg.expected_purchases(t, s["frequency"], s["recency"], s["T"])
     spend = gg.expected_spend(s["frequency"], s["monetary_value"])
     return pd.DataFrame({"p_alive": bg.p_alive(s["frequency"], s["recency"], s["T"]),
+                         "p_no_purchase": bg.p_no_purchase(t, s["frequency"], s["recency"], s["T"]),
                          "expected_purchases": ep, "btyd_spend_per_purchase": spend,
                          "btyd_value": ep * spend}, index=index)
 
@@ -129,11 +132,10 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     m.update({f"raw_{k}": v for k, v in M.classification_metrics(y_val, raw).items()})
     lr = make_churn_baseline().fit(sp.X_train, y_tr)
     p_lr = lr.predict_proba(sp.X_val)[:, 1]
-    p_btyd = 1 - np.exp(-base["expected_purchases"].to_numpy())  # P(>=1 purchase) if Poisson
     baselines = {
         "logreg": M.classification_metrics(y_val, p_lr),
         "naive_recency": {"roc_auc": M.classification_metrics(y_val, M_rank(base["naive_churn"]))["roc_auc"]},
-        "btyd": M.classification_metrics(y_val, 1 - p_btyd),
+        "btyd": M.classification_metrics(y_val, base["p_no_purchase"].to_numpy()),
     }
     figs = {"calibration": plots.calibration_figure(y_val, {"model (cross-fitted)": cross, "uncalibrated": raw,
                                                             "logreg": p_lr}, title="churn: calibration"),

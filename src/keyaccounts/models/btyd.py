@@ -90,6 +90,16 @@ class BGNBD:
             log_ratio = np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + TT) - np.log(alpha + tx))
             return np.where(x > 0, 1.0 / (1.0 + np.exp(log_ratio)), 1.0)
 
+    def p_no_purchase(self, t: float, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in (T, T + t]) given the history: dead, or alive and silent —
+        1 - p_alive * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x)). Exact under BG/NBD
+        (dropout happens only right after a purchase)."""
+        r, alpha = self.params_["r"], self.params_["alpha"]
+        x, TT = np.asarray(frequency, dtype="float64"), np.asarray(T, dtype="float64")
+        pa = self.p_alive(frequency, recency, T)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.clip(1.0 - pa * (1.0 - ((alpha + TT) / (alpha + TT + t)) ** (r + x)), 0.0, 1.0)
+
     def expected_purchases(self, t: float, frequency, recency, T) -> np.ndarray:
         """E[repeat purchases in (T, T + t]] given the customer's history."""
         r, alpha, a, b = (self.params_[k] for k in ("r", "alpha", "a", "b"))

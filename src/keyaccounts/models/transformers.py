@@ -229,15 +229,13 @@ class BTYDFeatures(_FrameTransformer):
         _require(X, self.passthrough_, "BTYDFeatures")
         ok, x, tx, T = self._summary(X)
         t = float(self.horizon_days) / float(self.time_unit_days)
-        r, alpha = self.params_["r"], self.params_["alpha"]
         pa = self.bgnbd_.p_alive(x, tx, T)
         ep = self.bgnbd_.expected_purchases(t, x, tx, T)
-        with np.errstate(over="ignore", invalid="ignore"):
-            p0 = 1.0 - pa * (1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x))
+        p0 = self.bgnbd_.p_no_purchase(t, x, tx, T)
         out = X[self.passthrough_].copy()
         out["p_alive"] = np.where(ok, pa, np.nan)
         out["expected_purchases"] = np.where(ok, ep, np.nan)
-        out["p_no_purchase"] = np.where(ok, np.clip(p0, 0.0, 1.0), np.nan)
+        out["p_no_purchase"] = np.where(ok, p0, np.nan)
         return out
 
     def get_feature_names_out(self, input_features=None):

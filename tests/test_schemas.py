@@ -57,8 +57,8 @@ def test_missing_required_column_hints_the_mapping():
         prepare_table(df, "transactions", file=FILE)
     text = str(e.value)
     assert FILE in text and "column 'customer_id'" in text
-    assert "required column 'customer_id' is missing" in text
-    assert "--columns customer_id=CustomerID" in text
+    assert "required columns 'customer_id', 'timestamp' are missing" in text
+    assert "--columns customer_id=CustomerID,timestamp=InvoiceDate" in text  # all of them, by synonym
     assert "CustomerID, InvoiceDate, amount" in text  # what the file does have
 
 

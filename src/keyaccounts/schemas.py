@@ -10,6 +10,7 @@ counts float64. Frames come back with a fresh RangeIndex.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -19,7 +20,20 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+
+
+@contextlib.contextmanager
+def _quiet_pyspark():
+    # pandera imports pyspark.pandas (on import and on first validate) when pyspark is
+    # installed (the spark extra); its pandas-3 warning says nothing about the user's data.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
+        yield
+
+
+with _quiet_pyspark():
+    import pandera.pandas as pa
 
 from . import io
 from .config import InputSpec, QualityConfig, StageConfig, normalise_stage
@@ -237,19 +251,93 @@ def _apply_mapping(raw: pd.DataFrame, spec: TableSpec, mapping: dict[str, str], 
     return df
 
 
+# Common export names of the canonical columns (compared lower case, letters and digits only).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "customer_id": ("customerid", "customer", "custid", "customerno", "customernumber", "clientid", "client",
+                    "accountid", "account", "accountnumber", "buyerid"),
+    "timestamp": ("invoicedate", "date", "orderdate", "transactiondate", "txndate", "purchasedate", "saledate",
+                  "datetime", "time", "createdat"),
+    "amount": ("total", "sales", "revenue", "value", "linetotal", "netamount", "amounttotal", "totalamount",
+               "sum", "price", "salesamount", "invoiceamount", "closevalue", "dealvalue"),
+    "invoice_id": ("invoiceno", "invoice", "invoicenumber", "invoicenum", "orderid", "orderno", "billid"),
+    "quantity": ("qty", "units", "quantityordered"),
+    "unit_price": ("unitprice", "price", "priceeach"),
+    "issue_date": ("invoicedate", "issuedate", "dateissued", "billdate", "date"),
+    "due_date": ("duedate", "paymentdue", "dueon"),
+    "paid_date": ("paiddate", "paymentdate", "settleddate", "cleareddate", "datepaid"),
+    "opportunity_id": ("opportunityid", "oppid", "opportunity", "dealid", "deal"),
+    "created_date": ("createddate", "created", "createdat", "engagedate", "opendate", "createdon"),
+    "stage": ("dealstage", "status", "salesstage", "pipelinestage"),
+    "changed_at": ("changedate", "changed", "date", "timestamp", "modifiedat"),
+}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def suggest_column(canon: str, columns: Iterable[str], taken: Iterable[str] = (), *,
+                   fuzzy: bool = True) -> str | None:
+    """The file column that most likely holds canonical column `canon`, or None: the same name
+    up to case and punctuation, else a known synonym, else (`fuzzy`) a close spelling."""
+    cols = [str(c) for c in columns if str(c) not in set(taken)]
+    by_key: dict[str, str] = {}
+    for c in cols:
+        by_key.setdefault(_key(c), c)
+    for k in (_key(canon), *SYNONYMS.get(canon, ())):
+        if k in by_key:
+            return by_key[k]
+    if not fuzzy:
+        return None
+    close = difflib.get_close_matches(_key(canon), list(by_key), n=1, cutoff=0.75)
+    return by_key[close[0]] if close else None
+
+
 def _check_required(df: pd.DataFrame, spec: TableSpec, file: str) -> None:
     cols = list(map(str, df.columns))
-    for c in spec.required:
-        if c in df.columns:
-            continue
-        if spec.name == "transactions" and c == "amount" and {"quantity", "unit_price"} <= set(cols):
-            continue
-        low = {x.lower().replace(" ", "").replace("_", ""): x for x in cols}
-        guess = low.get(c.replace("_", "")) or next(iter(difflib.get_close_matches(c, cols, n=1, cutoff=0.5)), None)
-        hint = (f"map it: --columns {c}={guess}" if guess else
-                f"map your column: --columns {c}=YourColumn")
-        raise InputError(f"required column '{c}' is missing from {spec.name}", file=file, column=c,
-                         hint=f"{hint}; columns in the file: {', '.join(cols[:30])}")
+    need = [c for c in spec.required if c not in df.columns]
+    if spec.name == "transactions" and "amount" in need and {"quantity", "unit_price"} <= set(cols):
+        need.remove("amount")
+    if not need:
+        return
+    suggested: dict[str, str] = {}
+    taken = set(spec.all_columns) & set(cols)
+    wanted = list(need)
+    if spec.name == "transactions" and "amount" in need and not suggest_column("amount", cols, taken):
+        # no amount column: quantity x unit_price will do, if the file has them
+        wanted += [c for c in ("quantity", "unit_price") if c not in cols]
+    for c in wanted:
+        guess = suggest_column(c, cols, [*taken, *suggested.values()])
+        if guess:
+            suggested[c] = guess
+    for c in spec.optional:  # obvious optional ones too, so the suggested mapping is complete
+        guess = None if c in cols or c in suggested else suggest_column(
+            c, cols, [*taken, *suggested.values()], fuzzy=False)
+        if guess and suggested:
+            suggested[c] = guess
+    if spec.name == "transactions" and "amount" in need and {"quantity", "unit_price"} <= set(suggested) | set(cols):
+        need.remove("amount")  # amount is then computed: do not also ask for it
+        if not need:
+            need = [c for c in ("quantity", "unit_price") if c in suggested]
+    names = ", ".join(f"'{c}'" for c in need)
+    what = f"required column {names} is" if len(need) == 1 else f"required columns {names} are"
+    hint = (f"map {'it' if len(suggested) == 1 else 'them'}: --columns "
+            + ",".join(f"{k}={v}" for k, v in suggested.items()) if suggested
+            else f"map your column: --columns {need[0]}=YourColumn")
+    raise InputError(f"{what} missing from {spec.name}", file=file, column=need[0],
+                     hint=f"{hint}; columns in the file: {', '.join(cols[:30])}" + _delimiter_hint(cols))
+
+
+def _delimiter_hint(cols: list[str]) -> str:
+    """When the header was not split, say which delimiter it seems to use."""
+    if len(cols) != 1:
+        return ""
+    for sep in (";", ",", "\t", "|", ":"):
+        if sep in cols[0]:
+            shown = "\\t" if sep == "\t" else sep
+            return (f"\nthe header was read as one column; the file looks delimited by '{shown}' "
+                    "(drop read.sep to sniff it, or set read.sep)")
+    return ""
 
 
 def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str, str] | None = None,
@@ -303,6 +391,8 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         if c not in df.columns:
             continue
         v, bad = _to_datetime(df[c], date_format, dayfirst)
+        if date_format != "mixed" and bad.any():
+            _refuse_mixed_dates(df[c], bad, c, dayfirst, file, raw_view)
         _bad(c, bad, "unparsable dates",
              "set read.date_format in the pipeline (e.g. '%d/%m/%Y', 'ISO8601' or 'mixed') or read.dayfirst")
         df[c] = v[df.index]
@@ -316,6 +406,12 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         v, bad = _to_number(df[c], decimal)
         _bad(c, bad, "values that are not finite numbers",
              "remove text from the column, or set read.decimal for ',' decimals")
+        if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]):
+            plain = pd.to_numeric(df[c].astype("str").str.strip(), errors="coerce").notna()
+            n_fixed = int((~plain & v[df.index].notna()).sum())
+            if n_fixed:
+                report.notes.append(f"{c}: {n_fixed:,} values with currency symbols, thousands separators "
+                                    "or (negatives) parsed")
         df[c] = v[df.index]
         if c in spec.required and c not in spec.nullable:
             blank = df[c].isna()
@@ -355,6 +451,25 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
             report.notes.append(f"{n_future:,} rows on/after as_of (features ignore, labels use)")
     report.rows_kept = len(df)
     return df.reset_index(drop=True), report
+
+
+def _refuse_mixed_dates(s: pd.Series, bad: pd.Series, col: str, dayfirst: bool, file: str,
+                        raw_view: pd.DataFrame) -> None:
+    """Unparsable cells that are dates in another format are not typos: refuse rather than drop."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        other = pd.to_datetime(s[bad].astype("str").str.strip(), format="mixed", dayfirst=dayfirst,
+                               errors="coerce", utc=True)
+    mixed = other.notna().reindex(s.index, fill_value=False)
+    if not mixed.any():
+        return
+    first = s[~bad & s.notna()]
+    example = f" (e.g. '{s[mixed].iloc[0]}' next to '{first.iloc[0]}')" if len(first) else ""
+    raise InputError(f"{int(mixed.sum())} rows have dates in a different format than the rest{example}; "
+                     "they are not dropped because each one may be a valid date", file=file, column=col,
+                     rows=_offending(raw_view, mixed.reindex(raw_view.index, fill_value=False), [col]),
+                     hint="pass --date-format mixed (read.date_format: mixed) to parse each date on its own, "
+                          "with read.dayfirst: true if 05/01/2024 means 5 January; or fix the export")
 
 
 def _transactions_amounts(df: pd.DataFrame, raw_view: pd.DataFrame, file: str) -> pd.DataFrame:
@@ -426,7 +541,8 @@ def _outcomes(df: pd.DataFrame, raw_view: pd.DataFrame, file: str) -> pd.DataFra
 
 def _validate(df: pd.DataFrame, name: str, stages: StageConfig, file: str, raw_view: pd.DataFrame) -> None:
     try:
-        schema(name, stages).validate(df, lazy=True)
+        with _quiet_pyspark():
+            schema(name, stages).validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
         fc = e.failure_cases
         first = fc.iloc[0]

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "mlruns/mlflow.db"  # relative to the current working directory
 CHAMPION = "champion"
 SCORE_EXPERIMENT = "keyaccounts-score"
+DRIFT_REFERENCE = "drift_reference.json"  # training feature distributions (keyaccounts.drift)
 _PARAM_MAX = 6000  # MLflow's limit on a param value
 _TAG_MAX = 8000
 # Always pinned in a logged model's requirements (top-level module names).
@@ -245,6 +246,17 @@ def _fmt(x: float | None) -> str:
     return "none" if x is None else ("nan" if math.isnan(x) else f"{x:.6g}")
 
 
+def _drift_reference(tm: TrainedModel) -> dict | None:
+    """Feature distributions of the validation fold (the latest training snapshot, the one
+    nearest the scoring population in time) for drift checks; None without one."""
+    from keyaccounts.drift import reference_summary
+
+    if tm.validation is None or not isinstance(tm.validation[0], pd.DataFrame) or not len(tm.validation[0]):
+        return None
+    X = tm.validation[0]
+    return reference_summary(X[[c for c in tm.feature_names if c in X.columns]])
+
+
 # --------------------------------------------------------------------------- tracker
 
 
@@ -379,6 +391,9 @@ class Tracker:
                 mlflow.log_params(params)
                 mlflow.log_dict(json.loads(json.dumps(tm.params, default=str)), "params.json")
                 mlflow.log_dict({"feature_names": list(tm.feature_names)}, "feature_names.json")
+                reference = _drift_reference(tm)
+                if reference is not None:
+                    mlflow.log_dict(reference, DRIFT_REFERENCE)
                 mlflow.set_tags({"family": tm.family, "horizon_days": str(tm.horizon_days),
                                  "model_name": name, "data_fingerprint": tm.data_fingerprint,
                                  "primary_metric": tm.primary_metric})
@@ -596,6 +611,51 @@ class Tracker:
                     })
         df = pd.DataFrame(rows, columns=cols)
         return df.sort_values(["name", "version"], ignore_index=True) if len(df) else df
+
+    # -- reading runs back (report, notebooks)
+
+    def champion_card(self, name: str) -> dict | None:
+        """The champion's card (as in `card.json`, without sha256) plus its run's params, tags
+        and start time; None when `name` has no champion."""
+        with self._mlflow():
+            mv = self._champion_version(name)
+            if mv is None:
+                return None
+            card = self._card(name, mv)
+            run = self.client.get_run(mv.run_id)
+        return {**card, "params": dict(run.data.params), "tags": dict(run.data.tags),
+                "started": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC")}
+
+    def run_artifact(self, run_id: str, path: str) -> bytes | None:
+        """Bytes of one artifact of a run (e.g. 'figures/calibration.png'); None if absent."""
+        import mlflow
+
+        with self._mlflow():
+            uri = self.client.get_run(run_id).info.artifact_uri
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = mlflow.artifacts.download_artifacts(f"{uri}/{path}", dst_path=tmp)
+                except Exception:  # noqa: BLE001 - absent artifact (older run, model without figure)
+                    return None
+                return Path(local).read_bytes()
+
+    def run_dict(self, run_id: str, path: str) -> dict | None:
+        """A JSON artifact of a run (e.g. DRIFT_REFERENCE) as a dict; None if absent."""
+        raw = self.run_artifact(run_id, path)
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+
+    def runs(self, family: str) -> pd.DataFrame:
+        """Training runs of one family (experiment keyaccounts-<family>), newest first: run_id,
+        run_name, start_time, status, then metrics.* (model and baseline_metric), params.*
+        and tags.* columns as MLflow's search_runs gives them. Empty when none."""
+        with self._mlflow() as mlflow:
+            exp = self.client.get_experiment_by_name(f"keyaccounts-{family}")
+            if exp is None:
+                return pd.DataFrame(columns=["run_id", "run_name", "start_time", "status"])
+            df = mlflow.search_runs(experiment_ids=[exp.experiment_id], order_by=["attributes.start_time DESC"])
+        if "tags.mlflow.runName" in df.columns:
+            df.insert(1, "run_name", df.pop("tags.mlflow.runName"))
+        return df.drop(columns=[c for c in ("experiment_id", "artifact_uri", "end_time") if c in df.columns])
 
     def log_score_run(self, *, as_of, fingerprint: str, model_versions: dict[str, str],
                       row_counts: dict[str, int], extra_metrics: dict | None = None) -> str:

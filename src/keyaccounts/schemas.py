@@ -460,7 +460,9 @@ def _refuse_mixed_dates(s: pd.Series, bad: pd.Series, col: str, dayfirst: bool, 
         warnings.simplefilter("ignore", UserWarning)
         other = pd.to_datetime(s[bad].astype("str").str.strip(), format="mixed", dayfirst=dayfirst,
                                errors="coerce", utc=True)
-    mixed = other.notna().reindex(s.index, fill_value=False)
+    # a plausible year, and two number groups: a bare '12' is not a date in another format
+    plausible = other.dt.year.between(1900, 2200) & s[bad].astype("str").str.contains(r"\d+\D+\d+")
+    mixed = (other.notna() & plausible).reindex(s.index, fill_value=False)
     if not mixed.any():
         return
     first = s[~bad & s.notna()]

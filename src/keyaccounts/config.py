@@ -123,7 +123,22 @@ class TrainConfig(_Strict):
     deal_max_snapshots: int = Field(12, gt=0)
 
 
-STEP_NAMES = ("validate", "features", "train", "score")
+class EngineConfig(_Strict):
+    """Where features/train/score run: 'local' (pandas, the default) or 'spark' (optional extra
+    `keyaccounts[spark]`; see keyaccounts.engines.spark)."""
+
+    name: Literal["local", "spark"] = "local"
+    spark_master: str | None = Field(None, description="Spark master URL; default $SPARK_MASTER, else local[*]")
+    shuffle_partitions: int | None = Field(None, gt=0, description="spark.sql.shuffle.partitions (default: 4 x cores)")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings, e.g. driver memory")
+    spark_min_rows: int = Field(
+        5_000_000, ge=0, description="train/score: with fewer transaction rows the local engine is used (it is faster)")
+    num_workers: int | None = Field(None, gt=0, description="xgboost.spark workers; default and cap: Spark's cores")
+    reasons_background_rows: int = Field(
+        50_000, gt=0, description="spark score: accounts sampled as the linear-SHAP background (exact when fewer)")
+
+
+STEP_NAMES = ("validate", "features", "train", "score", "report")
 
 
 class RfmRule(_Strict):
@@ -276,6 +291,51 @@ class TierConfig(_Strict):
         return self
 
 
+class ForecastConfig(_Strict):
+    """Funnel forecast settings (see keyaccounts.forecast). Thresholds are on a deal's
+    probability of being won within the forecast horizon."""
+
+    period: Literal["month", "quarter"] = "quarter"
+    periods: int = Field(4, ge=1, le=24, description="periods forecast, starting with the one holding as_of")
+    stage_order: list[str] | None = Field(
+        None, description="open stages in funnel order; None = the pipeline's stages.open")
+    n_simulations: int = Field(2000, ge=100, description="Monte Carlo draws of deal outcomes and timing")
+    parameter_draws: int = Field(
+        20, ge=0, description="Bayesian-bootstrap redraws of the duration tables and creation rate "
+                              "(parameter uncertainty); 0 = point estimates only")
+    seed: int = 0
+    commit_threshold: float = Field(0.7, gt=0, le=1, description="P(won in horizon) >= this: commit")
+    best_case_threshold: float = Field(0.4, gt=0, le=1, description=">= this (and < commit): best case")
+    new_pipeline: bool = Field(True, description="add deals not yet created (historical creation rate)")
+    creation_lookback_days: int = Field(90, gt=0, description="window before as_of for creation rate and amounts")
+    max_transitions: int = Field(12, ge=1, description="stage moves simulated per deal at most")
+    target: float | None = Field(None, gt=0, description="revenue target per period (pipeline coverage)")
+    backtest_periods: int = Field(1, ge=1, le=8, description="periods scored per backtest snapshot")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "ForecastConfig":
+        if self.best_case_threshold > self.commit_threshold:
+            raise ValueError("best_case_threshold must not exceed commit_threshold")
+        return self
+
+
+class ReportConfig(_Strict):
+    """The HTML report (keyaccounts.report): what it shows and when it warns."""
+
+    top_n: int = Field(25, ge=1, le=1000, description="key accounts listed (ranked by the score step's priority)")
+    psi_threshold: float = Field(0.2, gt=0, description="warn when a feature's PSI (training vs scoring) exceeds this")
+    risk_medium: float = Field(0.2, gt=0, lt=1, description="churn probability from which risk is 'medium'")
+    risk_high: float = Field(0.5, gt=0, lt=1, description="churn probability from which risk is 'high'")
+    backtest_days: int = Field(365, ge=0, description="forecast backtest over snapshots in [as_of - this, as_of); 0 = none")
+    backtest_every_days: int = Field(14, gt=0, description="days between backtest snapshots")
+
+    @model_validator(mode="after")
+    def _bands(self) -> "ReportConfig":
+        if self.risk_medium >= self.risk_high:
+            raise ValueError("risk_medium must be below risk_high")
+        return self
+
+
 class Pipeline(_Strict):
     """A declarative pipeline: inputs, as_of, horizon and steps. Config only, no logic."""
 
@@ -288,6 +348,9 @@ class Pipeline(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tiers: TierConfig = Field(default_factory=TierConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     tracking_uri: str | None = None
     steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
 

@@ -1,0 +1,360 @@
+"""Funnel forecast as of a date: Monte Carlo over deal outcomes and timing.
+
+Per open deal, the path through the funnel is drawn from the censoring-aware stage-exit
+tables (`funnel.exit_table`): from its current stage, given the days it has already spent
+there, the next exit (days, destination) is drawn; a move to another open stage starts a new
+stay there; won or lost ends the path. Deals not yet created arrive as a Poisson process at
+the rate seen in the `creation_lookback_days` before as_of, enter the funnel in the stage new
+deals entered, with amounts (and group) resampled from those recent deals, and walk the same
+tables. Parameter uncertainty: the tables and the creation rate are re-estimated under
+Bayesian-bootstrap weights of the deals (`parameter_draws` times), each draw driving an equal
+share of the simulations. Everything is read strictly before as_of.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import ForecastConfig, StageConfig, normalise_stage
+from ..errors import InputError
+from ..features._arrays import as_of_day, day_numbers
+from .funnel import FunnelState, exit_tables, funnel_state, funnel_table, stage_win_rates
+
+ALL = "(all)"
+BY_CHOICES = ("owner", "region", "product")
+QUANTILES = (0.10, 0.50, 0.90)
+PERIOD_COLUMNS = ["group", "period", "period_start", "period_end", "closed_won", "existing_pipeline",
+                  "new_pipeline", "expected", "p10", "p50", "p90", "commit", "best_case", "pipeline",
+                  "stage_weighted", "stage_weighted_p10", "stage_weighted_p90", "naive", "target", "coverage"]
+
+
+class NotEnoughHistory(InputError):
+    """Nothing closed before as_of: no win rate or timing can be learned."""
+
+
+@dataclass
+class ForecastResult:
+    """periods: one row per (group, period), group '(all)' = the whole pipeline (see
+    PERIOD_COLUMNS); funnel: per open stage; deals: per deal open at as_of; info: how the
+    forecast was made (method, counts, creation rate, slip rate, notes)."""
+    periods: pd.DataFrame
+    funnel: pd.DataFrame
+    deals: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def period_table(as_of, period: str, n: int) -> pd.DataFrame:
+    """The n periods starting with the one holding as_of: period label ('2017Q3', '2017-07'),
+    period_start, period_end (last day, inclusive), start_day, end_day (exclusive day number)."""
+    if period not in ("month", "quarter"):
+        raise InputError(f"period must be month or quarter, got '{period}'")
+    first = pd.Period(pd.Timestamp(as_of), freq="Q" if period == "quarter" else "M")
+    ps = [first + i for i in range(n)]
+    start = pd.to_datetime([p.start_time.normalize() for p in ps])
+    end = pd.to_datetime([p.end_time.normalize() for p in ps])
+    return pd.DataFrame({"period": [str(p) for p in ps], "period_start": start, "period_end": end,
+                         "start_day": day_numbers(pd.Series(start)),
+                         "end_day": day_numbers(pd.Series(end)) + 1})
+
+
+def _groups(frame: pd.DataFrame, by: str | None, region_of: pd.Series | None) -> np.ndarray:
+    if by is None:
+        return np.full(len(frame), ALL, dtype=object)
+    if by == "region":
+        if region_of is None or "customer_id" not in frame.columns:
+            raise InputError("--by region needs a customers file with a region column and deals with a customer_id")
+        vals = frame["customer_id"].astype("str").map(region_of)
+    else:
+        if by not in frame.columns:
+            raise InputError(f"--by {by} needs a '{by}' column in the opportunities", column=by)
+        vals = frame[by]
+    return vals.astype("object").where(vals.notna(), "(none)").astype(str).to_numpy(dtype=object)
+
+
+def _period_index(day: np.ndarray, pt: pd.DataFrame) -> np.ndarray:
+    """Period position of each day (float; inf = none), -1 when outside the horizon."""
+    starts = pt["start_day"].to_numpy()
+    end = int(pt["end_day"].iloc[-1])
+    ok = np.isfinite(day) & (day >= starts[0]) & (day < end)
+    out = np.full(len(day), -1, np.int64)
+    out[ok] = np.searchsorted(starts, day[ok].astype(np.int64), side="right") - 1
+    return out
+
+
+def _walk(tables, stage: np.ndarray, t0: np.ndarray, c: np.ndarray, end_day: int, rng, won_code: int,
+          max_transitions: int) -> np.ndarray:
+    """Won day per path (inf when lost, still open or won on/after end_day). Paths start in
+    `stage`, entered on day t0, and are known not to have left it in the first c days."""
+    n = len(stage)
+    won = np.full(n, np.inf)
+    active = np.ones(n, bool)
+    stage, t0, c = stage.copy(), t0.astype(np.int64).copy(), c.astype(np.int64).copy()
+    for _ in range(max_transitions):
+        if not active.any():
+            break
+        for s, tab in enumerate(tables):
+            idx = np.flatnonzero(active & (stage == s))
+            if not len(idx):
+                continue
+            if not len(tab.cum):       # no exit from this stage ever seen: it stays open
+                active[idx] = False
+                continue
+            lo = tab.before(c[idx])
+            v = lo + rng.random(len(idx)) * (1.0 - lo)
+            j = np.searchsorted(tab.cum, v, side="right")
+            never = j >= len(tab.cum)
+            j = np.minimum(j, len(tab.cum) - 1)
+            exit_day = t0[idx] + tab.dwell[j]
+            dest = tab.dest[j]
+            done = never | (exit_day >= end_day) | (dest >= won_code)
+            w = ~never & (dest == won_code) & (exit_day < end_day)
+            won[idx[w]] = exit_day[w]
+            active[idx[done]] = False
+            mv = ~done
+            stage[idx[mv]], t0[idx[mv]], c[idx[mv]] = dest[mv], exit_day[mv], 0
+    return won
+
+
+def _quantiles(sims: np.ndarray) -> np.ndarray:
+    """(3, ...) P10/P50/P90 over axis 0, values taken from the draws (inverted CDF)."""
+    return np.quantile(sims, QUANTILES, axis=0, method="inverted_cdf")
+
+
+def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFrame | None = None,
+                 customers: pd.DataFrame | None = None, period: str | None = None, periods: int | None = None,
+                 by: str | None = None, config: ForecastConfig | None = None) -> ForecastResult:
+    """Expected won revenue per period (and group) as of `as_of`, with P10/P50/P90, categories,
+    funnel statistics and the stage-weighted and naive baselines. Pure: no I/O. Reads only rows
+    dated strictly before as_of (deals created before it; outcomes closed before it; stage
+    history changed before it). Raises NotEnoughHistory when no deal closed before as_of."""
+    cfg = config or ForecastConfig()
+    period = period or cfg.period
+    periods = periods or cfg.periods
+    if by not in (None, *BY_CHOICES):
+        raise InputError(f"--by must be one of {', '.join(BY_CHOICES)}, got '{by}'")
+    stages = list(cfg.stage_order or StageConfig().open)
+    d0 = as_of_day(as_of)
+    pt = period_table(as_of, period, periods)
+    end_day = int(pt["end_day"].iloc[-1])
+    n_per = len(pt)
+
+    state = funnel_state(opportunities, as_of=as_of, stages=stages, stage_history=stage_history)
+    if not len(state.closed):
+        raise NotEnoughHistory(f"no deal closed before {pd.Timestamp(as_of).date()}: win rates and "
+                               "close timing cannot be learned from history before as_of")
+    od = state.open_deals
+    region_of = None
+    if by == "region" and customers is not None and "region" in customers.columns:
+        region_of = customers.drop_duplicates("customer_id").set_index(
+            customers.drop_duplicates("customer_id")["customer_id"].astype("str"))["region"]
+    g_open = _groups(od, by, region_of)
+    g_closed = _groups(state.closed, by, region_of)
+    names = sorted(set(g_open) | set(g_closed)) if by else [ALL]
+    gpos = {g: i for i, g in enumerate(names)}
+    n_g = len(names)
+    go = np.array([gpos[g] for g in g_open], np.int64)
+    gc = np.array([gpos[g] for g in g_closed], np.int64)
+
+    # Recent deals: the creation rate and the pool new deals are drawn from.
+    created_all = day_numbers(opportunities["created_date"])
+    lookback = cfg.creation_lookback_days
+    ids_all = state.deal_ids
+    o_known = opportunities.loc[created_all < d0].reset_index(drop=True)
+    c_known = created_all[created_all < d0]
+    recent = np.flatnonzero(c_known >= d0 - lookback)
+    g_known = _groups(o_known, by, region_of)
+    for g in set(g_known[recent]) - set(gpos):
+        gpos[g] = len(names)
+        names.append(g)
+    n_g = len(names)
+    g_recent = np.array([gpos[g] for g in g_known[recent]], np.int64)
+    amt_recent = o_known["amount"].astype("float64").to_numpy()[recent]
+    entry_recent = state.entry_stage[recent]
+
+    rng = np.random.default_rng(cfg.seed)
+    n_draws = max(cfg.parameter_draws, 1)
+    per_draw = int(np.ceil(cfg.n_simulations / n_draws))
+    n_sims = per_draw * n_draws
+    n_open = len(od)
+    amount = od["amount"].to_numpy(np.float64)
+    cell = n_g * n_per
+    existing = np.zeros((n_sims, cell))
+    new = np.zeros((n_sims, cell))
+    deal_period_wins = np.zeros(n_open * n_per)
+    h_days = end_day - d0
+    for b in range(n_draws):
+        w = rng.standard_exponential(len(ids_all)) if cfg.parameter_draws else None
+        tables = exit_tables(state, w)
+        sl = slice(b * per_draw, (b + 1) * per_draw)
+        # existing deals: (sim, deal) flattened sim-major
+        stage = np.tile(od["stage_code"].to_numpy(np.int64), per_draw)
+        won = _walk(tables, stage, np.tile(od["entered"].to_numpy(np.int64), per_draw),
+                    np.tile(od["dwell"].to_numpy(np.int64), per_draw), end_day, rng, state.won_code,
+                    cfg.max_transitions)
+        p_idx = _period_index(won, pt)
+        hit = p_idx >= 0
+        sim = np.repeat(np.arange(per_draw), n_open)
+        deal = np.tile(np.arange(n_open), per_draw)
+        existing[sl] = np.bincount(sim[hit] * cell + go[deal[hit]] * n_per + p_idx[hit],
+                                   weights=amount[deal[hit]], minlength=per_draw * cell).reshape(per_draw, cell)
+        deal_period_wins += np.bincount(deal[hit] * n_per + p_idx[hit], minlength=n_open * n_per)
+        # deals not yet created
+        if cfg.new_pipeline and len(recent):
+            wr = w[recent] if w is not None else np.ones(len(recent))
+            rate = wr.sum() / lookback
+            counts = rng.poisson(rate * h_days, per_draw)
+            m = int(counts.sum())
+            if m:
+                nsim = np.repeat(np.arange(per_draw), counts)
+                pick = rng.choice(len(recent), m, p=wr / wr.sum())
+                born = d0 + np.floor(rng.random(m) * h_days).astype(np.int64)
+                nwon = _walk(tables, entry_recent[pick], born, np.zeros(m, np.int64), end_day, rng,
+                             state.won_code, cfg.max_transitions)
+                np_idx = _period_index(nwon, pt)
+                nh = np_idx >= 0
+                new[sl] = np.bincount(nsim[nh] * cell + g_recent[pick[nh]] * n_per + np_idx[nh],
+                                      weights=amt_recent[pick[nh]], minlength=per_draw * cell).reshape(per_draw, cell)
+
+    # known won revenue in the current period, before as_of; last complete period (naive)
+    cl = state.closed
+    won_cl = cl["won"].to_numpy(bool)
+    amt_cl = cl["amount"].to_numpy(np.float64)
+    cur_start = int(pt["start_day"].iloc[0])
+    in_cur = won_cl & (cl["closed"].to_numpy() >= cur_start)
+    closed_won = np.zeros(cell)
+    np.add.at(closed_won, gc[in_cur] * n_per, amt_cl[in_cur])
+    prev = pd.Period(pt["period"].iloc[0], freq="Q" if period == "quarter" else "M") - 1
+    prev_s = day_numbers(pd.Series([prev.start_time.normalize()]))[0]
+    in_prev = won_cl & (cl["closed"].to_numpy() >= prev_s) & (cl["closed"].to_numpy() < cur_start)
+    naive_g = np.bincount(gc[in_prev], weights=amt_cl[in_prev], minlength=n_g)
+
+    # stage-weighted pipeline: historical win rate per stage x amount, in the period of the
+    # expected close date (past-due or unknown: the current period); Bernoulli draws for P10/P90
+    rates = stage_win_rates(state).to_numpy()
+    r = rates[od["stage_code"].to_numpy(np.int64)]
+    if "expected_close_date" in od.columns:
+        exp_day = day_numbers(pd.Series(od["expected_close_date"])).astype(np.float64)
+        exp_day[pd.isna(od["expected_close_date"]).to_numpy()] = np.nan
+        exp_day = np.where(np.isnan(exp_day) | (exp_day < d0), d0, exp_day)
+    else:
+        exp_day = np.full(n_open, float(d0))
+    sw_p = _period_index(exp_day, pt)
+    sw_in = sw_p >= 0
+    sw_cell = go * n_per + sw_p
+    sw_exp = np.bincount(sw_cell[sw_in], weights=(r * amount)[sw_in], minlength=cell)
+    sw_sims = np.zeros((n_sims, cell))
+    for s0 in range(0, n_sims, per_draw):
+        k = min(per_draw, n_sims - s0)
+        hit = (rng.random((k, n_open)) < r) & sw_in
+        si, di = np.nonzero(hit)
+        sw_sims[s0:s0 + k] = np.bincount(si * cell + sw_cell[di], weights=amount[di],
+                                         minlength=k * cell).reshape(k, cell)
+
+    # per-deal probability and category
+    pw = deal_period_wins.reshape(n_open, n_per) / n_sims
+    p_close = pw.sum(axis=1)
+    cat = np.where(p_close >= cfg.commit_threshold, "commit",
+                   np.where(p_close >= cfg.best_case_threshold, "best_case", "pipeline"))
+    exp_per = np.where(p_close > 0, pw.argmax(axis=1), -1) if n_per else np.full(n_open, -1)
+    labels = pt["period"].to_numpy(dtype=object)
+    deals = pd.DataFrame({
+        "opportunity_id": od.index.to_numpy(),
+        "owner": od["owner"].to_numpy() if "owner" in od.columns else np.nan,
+        "product": od["product"].to_numpy() if "product" in od.columns else np.nan,
+        "customer_id": od["customer_id"].to_numpy() if "customer_id" in od.columns else np.nan,
+        "group": g_open,
+        "stage": od["stage"].to_numpy(),
+        "days_in_stage": od["dwell"].to_numpy(),
+        "age_days": d0 - od["created"].to_numpy(),
+        "amount": amount,
+        "close_probability": p_close,
+        "expected_revenue": p_close * amount,
+        "category": cat,
+        "expected_close_period": np.where(exp_per >= 0, labels[np.maximum(exp_per, 0)], None),
+        "stage_win_rate": r,
+    }).sort_values(["expected_revenue", "opportunity_id"], ascending=[False, True], ignore_index=True)
+    if by is None:
+        deals = deals.drop(columns="group")
+
+    cats = {}
+    for name in ("commit", "best_case", "pipeline"):
+        m = (cat == name) & (exp_per >= 0)
+        cats[name] = np.bincount(go[m] * n_per + exp_per[m], weights=amount[m], minlength=cell)
+
+    rows = []
+
+    def add_rows(gname: str, ex: np.ndarray, nw: np.ndarray, cw: np.ndarray, sw_e: np.ndarray,
+                 sw_s: np.ndarray, nv: float, cat_v: dict[str, np.ndarray]) -> None:
+        tot = cw[None, :] + ex + nw
+        q = _quantiles(tot)
+        swq = _quantiles(cw[None, :] + sw_s)
+        for p in range(n_per):
+            rows.append({
+                "group": gname, "period": pt["period"].iloc[p], "period_start": pt["period_start"].iloc[p],
+                "period_end": pt["period_end"].iloc[p], "closed_won": cw[p],
+                "existing_pipeline": ex[:, p].mean(), "new_pipeline": nw[:, p].mean(),
+                "expected": tot[:, p].mean(), "p10": q[0, p], "p50": q[1, p], "p90": q[2, p],
+                "commit": cat_v["commit"][p], "best_case": cat_v["best_case"][p], "pipeline": cat_v["pipeline"][p],
+                "stage_weighted": cw[p] + sw_e[p], "stage_weighted_p10": swq[0, p], "stage_weighted_p90": swq[2, p],
+                "naive": nv,
+            })
+
+    shape = (n_sims, n_g, n_per)
+    ex3, nw3, sw3 = existing.reshape(shape), new.reshape(shape), sw_sims.reshape(shape)
+    cw2, swe2 = closed_won.reshape(n_g, n_per), sw_exp.reshape(n_g, n_per)
+    cat2 = {k: v.reshape(n_g, n_per) for k, v in cats.items()}
+    add_rows(ALL, ex3.sum(1), nw3.sum(1), cw2.sum(0), swe2.sum(0), sw3.sum(1), float(naive_g.sum()),
+             {k: v.sum(0) for k, v in cat2.items()})
+    if by is not None:
+        for gi, gname in enumerate(names):
+            add_rows(gname, ex3[:, gi], nw3[:, gi], cw2[gi], swe2[gi], sw3[:, gi], float(naive_g[gi]),
+                     {k: v[gi] for k, v in cat2.items()})
+    per = pd.DataFrame(rows)
+    per["target"] = np.where(per["group"] == ALL, cfg.target if cfg.target else np.nan, np.nan)
+    per["coverage"] = per["existing_pipeline"] / per["target"]
+    per = per[PERIOD_COLUMNS]
+
+    info = {
+        "as_of": str(pd.Timestamp(as_of).date()), "period": period, "periods": n_per,
+        "method": "history" if not state.pooled else "history (pooled: no stage history)",
+        "timing": ("empirical stage exits per stage (Aalen-Johansen, open deals censored at as_of), "
+                   "semi-Markov walk through the funnel" if not state.pooled else
+                   "empirical created-to-close exits (Aalen-Johansen, open deals censored), one pooled stage"),
+        "n_open_deals": n_open, "n_closed_before_as_of": int(len(cl)), "n_won_before_as_of": int(won_cl.sum()),
+        "creation_rate_per_day": float(len(recent) / lookback),
+        "n_simulations": n_sims, "parameter_draws": cfg.parameter_draws,
+        "slip_rate": slip_rate(opportunities, as_of=as_of, period=period),
+        "stage_win_rates": {k: float(v) for k, v in stage_win_rates(state).items()},
+    }
+    return ForecastResult(periods=per, funnel=funnel_table(state), deals=deals, info=info)
+
+
+def slip_rate(opps: pd.DataFrame, *, as_of, period: str, lookback_periods: int = 4) -> float:
+    """Share of deals whose expected_close_date fell in one of the last `lookback_periods`
+    complete periods before as_of but that were not closed by that period's end (closed later
+    or still open at as_of). NaN without expected close dates. Caveat: the table holds each
+    deal's latest expected_close_date, which may have been edited after as_of."""
+    if "expected_close_date" not in opps.columns:
+        return float("nan")
+    d0 = as_of_day(as_of)
+    cur = pd.Period(pd.Timestamp(as_of), freq="Q" if period == "quarter" else "M")
+    first = cur - lookback_periods
+    lo = day_numbers(pd.Series([first.start_time.normalize()]))[0]
+    hi = day_numbers(pd.Series([cur.start_time.normalize()]))[0]
+    exp = opps["expected_close_date"]
+    ed = day_numbers(exp)
+    m = exp.notna().to_numpy() & (ed >= lo) & (ed < hi) & (day_numbers(opps["created_date"]) < d0)
+    if not m.any():
+        return float("nan")
+    nxt = pd.PeriodIndex(pd.to_datetime(exp[m]), freq=cur.freq) + 1
+    per_end = day_numbers(pd.Series(nxt.start_time.normalize()))
+    if "closed_date" in opps.columns:
+        cd = day_numbers(opps["closed_date"])[m].astype(np.float64)
+        cd[opps["closed_date"].isna().to_numpy()[m]] = np.inf
+        cd[cd >= d0] = np.inf     # closes on/after as_of are not known yet
+    else:
+        cd = np.full(int(m.sum()), np.inf)
+    return float((cd >= per_end).mean())

@@ -311,6 +311,10 @@ class ForecastConfig(_Strict):
     max_transitions: int = Field(12, ge=1, description="stage moves simulated per deal at most")
     target: float | None = Field(None, gt=0, description="revenue target per period (pipeline coverage)")
     backtest_periods: int = Field(1, ge=1, le=8, description="periods scored per backtest snapshot")
+    shocks: bool = Field(True, description="shared per-simulation shocks to the creation rate and win odds, "
+                                           "sized by their window-to-window variation before as_of")
+    shock_window_days: int = Field(30, gt=0, description="window length for the shock sizes")
+    shock_windows: int = Field(12, ge=3, description="windows (before as_of) the shock sizes are measured on")
 
     @model_validator(mode="after")
     def _thresholds(self) -> "ForecastConfig":

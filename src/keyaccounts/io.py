@@ -279,6 +279,28 @@ def write_text(text: str, path: str | Path) -> Path:
     return p
 
 
+def write_directory(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """A folder output (e.g. Spark's Parquet part files): write(tmp) fills a temp folder beside
+    `path`, which then replaces `path` (rename), so readers never see a half-written folder."""
+    import shutil
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    old = p.with_name(f".{p.name}.old")
+    try:
+        shutil.rmtree(tmp)  # the writer creates it
+        write(tmp)
+        if p.exists() or p.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(p, old)
+        os.replace(tmp, p)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return p
+
+
 def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, fmt: str = "csv") -> dict[str, Path]:
     """Write several tables as folder/NAME.fmt (each atomically)."""
     folder = Path(folder)

@@ -32,7 +32,23 @@ def _quiet_pyspark():
         yield
 
 
-with _quiet_pyspark():
+@contextlib.contextmanager
+def _without_pyspark():
+    # pandera probes for pyspark on import; hiding it keeps the local engine free of pyspark
+    # (and its JVM-side modules) when the spark extra is installed. The Spark engine imports it itself.
+    import sys
+    if "pyspark" in sys.modules:
+        yield
+        return
+    sys.modules["pyspark"] = None  # `import pyspark` raises ImportError while pandera loads
+    try:
+        yield
+    finally:
+        if "pyspark" in sys.modules and sys.modules["pyspark"] is None:
+            del sys.modules["pyspark"]
+
+
+with _quiet_pyspark(), _without_pyspark():
     import pandera.pandas as pa
 
 from . import io

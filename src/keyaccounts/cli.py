@@ -26,6 +26,15 @@ app = typer.Typer(
 out_console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
+
+@app.callback()
+def _global_options(
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print nothing but errors (for scripts): no progress, tables or summaries. "
+        "Exit codes: 0 ok, 2 bad input, 1 internal error, 130 interrupted.")] = False,
+) -> None:
+    out_console.quiet = quiet
+
 Transactions = Annotated[Optional[Path], typer.Option(
     "--transactions", "-t", help="Transactions file (CSV/TSV/TXT[.gz], Parquet, Excel): customer_id, timestamp, "
     "amount [invoice_id, quantity, unit_price, cost, product].")]
@@ -231,14 +240,14 @@ def run(
     if not p.steps:
         raise InputError("the pipeline has no steps", file=str(pipeline))
     loaded = _load(p, {})
-    for i, step in enumerate(p.steps, 1):
-        (name, params), = step.items()
-        t0 = time.perf_counter()
-        with out_console.status(f"step {i}/{len(p.steps)}: {name}"):
-            written = STEPS[name](loaded, p, params or {}, say=out_console.print)
-        for w in written:
-            out_console.print(f"  wrote {w}")
-        out_console.print(f"[green]step {i}/{len(p.steps)} {name}[/] done in {time.perf_counter() - t0:.1f}s")
+    from .progress import StepProgress
+    with StepProgress(out_console, total=len(p.steps), title=p.name) as sp:
+        for i, step in enumerate(p.steps, 1):
+            (name, params), = step.items()
+            with sp.step(f"step {i}/{len(p.steps)} {name}"):
+                for w in STEPS[name](loaded, p, params or {}, say=sp.say):
+                    sp.wrote(w)
+    out_console.print(sp.summary(f"{p.name}: summary"))
 
 
 Horizon = Annotated[Optional[int], typer.Option(
@@ -332,6 +341,78 @@ def models(tracking_uri: TrackingUri = None) -> None:
         t.add_column(str(c))
     for row in df.astype(str).itertuples(index=False):
         t.add_row(*row)
+    out_console.print(t)
+
+
+@app.command()
+@guarded
+def report(
+    out: Annotated[Path, typer.Option(help="The HTML file to write (self-contained: open it in any browser, "
+                                           "offline, or print it). Written atomically.")],
+    transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
+    opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
+    as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
+    pipeline: PipelineOpt = None, date_format: DateFormat = None,
+    top: Annotated[Optional[int], typer.Option("--top", help="Key accounts listed (default: report.top_n, 25).",
+                                               min=1)] = None,
+    psi_threshold: Annotated[Optional[float], typer.Option(
+        "--psi-threshold", help="Drift warning above this PSI (default: report.psi_threshold, 0.2).", min=0)] = None,
+    from_bundle: Annotated[bool, typer.Option(
+        "--from-bundle", help="Score with the models/ bundles (no model cards) instead of the MLflow registry.")] = False,
+) -> None:
+    """HTML report for managers and sales ops as of a date: headline numbers, key accounts with tiers
+    and reasons, tier distribution and the 80/20 curve, KAISM matrix, value at risk, funnel,
+    forecast with P10-P90 and backtest accuracy, model cards, data quality and drift warnings.
+    Needs trained champions (keyaccounts train) for the horizon."""
+    from .pipeline import require_as_of, step_report
+    from .progress import StepProgress
+    p, loose = _pipeline_from(locals())
+    p = _with_horizon(p, horizon_days, tracking_uri)
+    upd = {k: v for k, v in (("top_n", top), ("psi_threshold", psi_threshold)) if v is not None}
+    if upd:
+        p = p.model_copy(update={"report": p.report.model_copy(update=upd)})
+    require_as_of(p)
+    loaded = _load(p, loose)
+    with StepProgress(out_console, total=1, title="report") as sp:
+        with sp.step("report"):
+            for w in step_report(loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry"},
+                                 say=sp.say):
+                sp.wrote(w)
+    out_console.print(f"open it: file://{Path(out).absolute().as_posix()}")
+
+
+@app.command()
+@guarded
+def demo(
+    workdir: Annotated[Optional[Path], typer.Option(
+        "--workdir", help="Folder for the demo's data, outputs, MLflow store (mlruns/mlflow.db) and models/. "
+        "Default: the current folder (in the repo these are git-ignored; MLflow as configured).")] = None,
+    customers: Annotated[int, typer.Option(help="Synthetic customers.", min=50)] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic data.")] = 7,
+    pipeline: Annotated[Optional[Path], typer.Option(
+        "--pipeline", "-p", help="Demo pipeline YAML (default pipelines/demo.yaml).")] = None,
+) -> None:
+    """End to end on synthetic data: data, validation, features, training with MLflow, scoring,
+    forecast and the HTML report; prints where each output is and how to open the MLflow UI."""
+    from .demo import find_pipeline, run_demo
+    from .progress import StepProgress
+    from .config import load_pipeline
+    n_steps = 2 + len(load_pipeline(find_pipeline(pipeline)).steps)
+    with StepProgress(out_console, total=n_steps, title="demo") as sp:
+        res = run_demo(workdir=workdir, pipeline=pipeline, customers=customers, seed=seed, steps=sp)
+    out_console.print(sp.summary(f"demo: done in {res.seconds:.0f}s"))
+    t = Table(title="where things are", title_justify="left", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("where", overflow="fold")
+    if res.report:
+        t.add_row("HTML report", f"file://{res.report.as_posix()}")
+    for name, label in (("score", "ranked accounts / deals"), ("features", "features"), ("validate", "data quality"),
+                        ("synthetic data", "input tables")):
+        if res.outputs.get(name):
+            t.add_row(label, ", ".join(str(f) for f in res.outputs[name][:2]) + (" ..." if len(res.outputs[name]) > 2 else ""))
+    t.add_row("MLflow store", res.tracking_uri)
+    t.add_row("exported models", str(res.workdir / "models"))
+    t.add_row("MLflow UI", res.mlflow_ui_command() + "   (then open http://127.0.0.1:5000)")
     out_console.print(t)
 
 

@@ -189,9 +189,24 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
     return written
 
 
+def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+    """The self-contained HTML report (keyaccounts.report) to params['out'], written
+    atomically. params: out, prefer (registry|bundle), tracking_uri, models_dir."""
+    from .report import build_report
+    require_as_of(p)
+    if not params.get("out"):
+        raise InputError("report step needs 'out: PATH'")
+    rep = build_report(loaded, p, tracker=_tracker(p, params), prefer=params.get("prefer", "registry"),
+                       progress=say)
+    for w in rep.warnings:
+        say(f"[yellow]drift warning[/]: {w}")
+    return [io.write_text(rep.html, params["out"])]
+
+
 STEPS: dict[str, Callable[..., list[Path]]] = {
     "validate": step_validate,
     "features": step_features,
     "train": step_train,
     "score": step_score,
+    "report": step_report,
 }

@@ -26,6 +26,7 @@ MODEL_METRICS = {"churn": ("roc_auc", "pr_auc", "brier", "ece", "log_loss"),
                  "deal": ("roc_auc", "pr_auc", "brier", "ece", "log_loss"),
                  "value": ("gini", "spearman", "mae", "total_rel_error", "top_decile_capture")}
 LOWER_IS_BETTER = {"brier", "ece", "log_loss", "mae"}
+CLOSEST_TO_ZERO = {"total_rel_error"}
 MODEL_FIGURES = (("calibration", "Calibration"), ("shap_summary", "SHAP summary"), ("lift", "Decile lift"))
 TIER_COLUMNS = (("abc_history", "ABC (history)"), ("abc_predicted", "ABC (predicted)"), ("pyramid", "Pyramid"),
                 ("rfm_segment", "RFM segment"), ("composite_tier", "Composite tier"))
@@ -74,9 +75,12 @@ def metrics_table(family: str, metrics: dict[str, float]) -> tuple[list[str], li
     for m in wanted:
         vals = {"model": metrics.get(m)} | {b: metrics.get(f"{b}_{m}") for b in baselines}
         finite = {k: v for k, v in vals.items() if v is not None and np.isfinite(v)}
-        best = (min(finite, key=finite.get) if m in LOWER_IS_BETTER else max(finite, key=finite.get)) if finite else None
+        if m in CLOSEST_TO_ZERO:
+            finite = {k: abs(v) for k, v in finite.items()}
+        best = (min(finite, key=finite.get) if m in LOWER_IS_BETTER | CLOSEST_TO_ZERO
+                else max(finite, key=finite.get)) if finite else None
         rows.append({"metric": m, "values": [vals[c] for c in ["model", *baselines]], "best": best,
-                     "lower_is_better": m in LOWER_IS_BETTER})
+                     "lower_is_better": m in LOWER_IS_BETTER, "closest_to_zero": m in CLOSEST_TO_ZERO})
     return ["model", *baselines], rows
 
 

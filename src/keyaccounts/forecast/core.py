@@ -85,10 +85,16 @@ def _period_index(day: np.ndarray, pt: pd.DataFrame) -> np.ndarray:
 
 
 def _walk(tables, stage: np.ndarray, t0: np.ndarray, c: np.ndarray, end_day: int, rng, won_code: int,
-          max_transitions: int) -> np.ndarray:
+          max_transitions: int, odds: np.ndarray | None = None, speed: np.ndarray | None = None) -> np.ndarray:
     """Won day per path (inf when lost, still open or won on/after end_day). Paths start in
-    `stage`, entered on day t0, and are known not to have left it in the first c days."""
+    `stage`, entered on day t0, and are known not to have left it in the first c days.
+    `odds` (per path) multiplies the odds of won vs lost at a closing exit and `speed` divides
+    the time still to wait in a stage (shared shocks)."""
     n = len(stage)
+    share = []
+    for tab in tables:   # P(won | the stay ends won or lost), per stage
+        pw, pl = tab.mass[tab.dest == won_code].sum(), tab.mass[tab.dest == won_code + 1].sum()
+        share.append(pw / (pw + pl) if pw + pl > 0 else 0.0)
     won = np.full(n, np.inf)
     active = np.ones(n, bool)
     stage, t0, c = stage.copy(), t0.astype(np.int64).copy(), c.astype(np.int64).copy()
@@ -108,7 +114,18 @@ def _walk(tables, stage: np.ndarray, t0: np.ndarray, c: np.ndarray, end_day: int
             never = j >= len(tab.cum)
             j = np.minimum(j, len(tab.cum) - 1)
             exit_day = t0[idx] + tab.dwell[j]
-            dest = tab.dest[j]
+            if speed is not None:
+                start = t0[idx] + c[idx]
+                exit_day = start + np.floor((exit_day - start) / speed[idx]).astype(np.int64)
+            dest = tab.dest[j].copy()
+            if odds is not None and 0.0 < share[s] < 1.0:
+                p = share[s]
+                th = odds[idx]
+                p2 = th * p / (1.0 - p + th * p)
+                u = rng.random(len(idx))
+                flip_up = (dest == won_code + 1) & (th > 1) & (u < (p2 - p) / (1.0 - p))
+                flip_dn = (dest == won_code) & (th < 1) & (u < (p - p2) / p)
+                dest[flip_up], dest[flip_dn] = won_code, won_code + 1
             done = never | (exit_day >= end_day) | (dest >= won_code)
             w = ~never & (dest == won_code) & (exit_day < end_day)
             won[idx[w]] = exit_day[w]
@@ -174,6 +191,8 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
     amt_recent = o_known["amount"].astype("float64").to_numpy()[recent]
     entry_recent = state.entry_stage[recent]
 
+    sig_rate, sig_win, sig_speed = shock_scales(c_known, state, d0=d0, window_days=cfg.shock_window_days,
+                                                n_windows=cfg.shock_windows) if cfg.shocks else (0.0, 0.0, 0.0)
     rng = np.random.default_rng(cfg.seed)
     n_draws = max(cfg.parameter_draws, 1)
     per_draw = int(np.ceil(cfg.n_simulations / n_draws))
@@ -189,11 +208,15 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         w = rng.standard_exponential(len(ids_all)) if cfg.parameter_draws else None
         tables = exit_tables(state, w)
         sl = slice(b * per_draw, (b + 1) * per_draw)
+        odds_sim = np.exp(sig_win * rng.standard_normal(per_draw)) if sig_win > 0 else None
+        speed_sim = np.exp(sig_speed * rng.standard_normal(per_draw) - sig_speed ** 2 / 2) if sig_speed > 0 else None
+        rate_sim = np.exp(sig_rate * rng.standard_normal(per_draw) - sig_rate ** 2 / 2)
         # existing deals: (sim, deal) flattened sim-major
         stage = np.tile(od["stage_code"].to_numpy(np.int64), per_draw)
         won = _walk(tables, stage, np.tile(od["entered"].to_numpy(np.int64), per_draw),
                     np.tile(od["dwell"].to_numpy(np.int64), per_draw), end_day, rng, state.won_code,
-                    cfg.max_transitions)
+                    cfg.max_transitions, None if odds_sim is None else np.repeat(odds_sim, n_open),
+                    None if speed_sim is None else np.repeat(speed_sim, n_open))
         p_idx = _period_index(won, pt)
         hit = p_idx >= 0
         sim = np.repeat(np.arange(per_draw), n_open)
@@ -205,14 +228,15 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         if cfg.new_pipeline and len(recent):
             wr = w[recent] if w is not None else np.ones(len(recent))
             rate = wr.sum() / lookback
-            counts = rng.poisson(rate * h_days, per_draw)
+            counts = rng.poisson(rate * rate_sim * h_days)
             m = int(counts.sum())
             if m:
                 nsim = np.repeat(np.arange(per_draw), counts)
                 pick = rng.choice(len(recent), m, p=wr / wr.sum())
                 born = d0 + np.floor(rng.random(m) * h_days).astype(np.int64)
                 nwon = _walk(tables, entry_recent[pick], born, np.zeros(m, np.int64), end_day, rng,
-                             state.won_code, cfg.max_transitions)
+                             state.won_code, cfg.max_transitions, None if odds_sim is None else odds_sim[nsim],
+                             None if speed_sim is None else speed_sim[nsim])
                 np_idx = _period_index(nwon, pt)
                 nh = np_idx >= 0
                 new[sl] = np.bincount(nsim[nh] * cell + g_recent[pick[nh]] * n_per + np_idx[nh],
@@ -326,6 +350,7 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         "n_open_deals": n_open, "n_closed_before_as_of": int(len(cl)), "n_won_before_as_of": int(won_cl.sum()),
         "creation_rate_per_day": float(len(recent) / lookback),
         "n_simulations": n_sims, "parameter_draws": cfg.parameter_draws,
+        "shock_sd_creation_rate": sig_rate, "shock_sd_win_log_odds": sig_win, "shock_sd_close_speed": sig_speed,
         "slip_rate": slip_rate(opportunities, as_of=as_of, period=period),
         "stage_win_rates": {k: float(v) for k, v in stage_win_rates(state).items()},
     }
@@ -358,3 +383,56 @@ def slip_rate(opps: pd.DataFrame, *, as_of, period: str, lookback_periods: int =
     else:
         cd = np.full(int(m.sum()), np.inf)
     return float((cd >= per_end).mean())
+
+
+def shock_scales(created_days: np.ndarray, state: FunnelState, *, d0: int, window_days: int = 30,
+                 n_windows: int = 12) -> tuple[float, float, float]:
+    """Sizes of the shared shocks, from the variation between the last `n_windows` windows of
+    `window_days` before as_of (only complete windows after the first deal was created):
+
+    - creation rate: sd of a lognormal multiplier, from the variance of deals created per
+      window beyond the Poisson variance (method of moments): log(1 + excess / mean^2);
+    - win odds: sd of a log-odds shock, from the variance of the win rate of the deals closed
+      per window beyond the binomial variance, over p(1-p) (delta method);
+    - close speed: sd of a lognormal multiplier of the close hazard, from the variance of
+      closes per open deal-day per window beyond the Poisson variance.
+
+    0 with fewer than 3 windows (or no excess variation): no shared shock."""
+    if not len(created_days):
+        return 0.0, 0.0, 0.0
+    first = int(created_days.min())
+    k = min(n_windows, (d0 - first) // window_days)
+    if k < 3:
+        return 0.0, 0.0, 0.0
+    edges = d0 - window_days * np.arange(k, -1, -1)
+    cnt = np.histogram(created_days, bins=edges)[0].astype(float)
+    m = cnt.mean()
+    sig_rate = float(np.sqrt(np.log1p(max(cnt.var(ddof=1) - m, 0.0) / m ** 2))) if m > 0 else 0.0
+    cl = state.closed
+    cd = cl["closed"].to_numpy()
+    n = np.histogram(cd, bins=edges)[0].astype(float)
+    w = np.histogram(cd[cl["won"].to_numpy(bool)], bins=edges)[0].astype(float)
+    ok = n >= 10
+    sig_win = 0.0
+    if ok.sum() >= 3:
+        p = w[ok] / n[ok]
+        pbar = w[ok].sum() / n[ok].sum()
+        excess = p.var(ddof=1) - np.mean(pbar * (1 - pbar) / n[ok])
+        if 0 < pbar < 1 and excess > 0:
+            sig_win = float(np.sqrt(excess) / (pbar * (1 - pbar)))
+    # closes per open deal-day in each window
+    ep = state.episodes
+    life = ep.groupby("deal").agg(start=("start", "min"), end=("start", "max"), last=("dwell", "last"))
+    d_start = life["start"].to_numpy()
+    d_end = np.minimum(life["end"].to_numpy() + life["last"].to_numpy(), d0)
+    ws, we = edges[:-1], edges[1:]
+    exposure = np.clip(np.minimum(d_end[:, None], we[None, :]) - np.maximum(d_start[:, None], ws[None, :]),
+                       0, None).sum(axis=0).astype(float)
+    ok = (exposure > 0) & (n >= 10)
+    sig_speed = 0.0
+    if ok.sum() >= 3:
+        r = n[ok] / exposure[ok]
+        excess = r.var(ddof=1) - np.mean(r / exposure[ok])
+        if excess > 0:
+            sig_speed = float(np.sqrt(np.log1p(excess / r.mean() ** 2)))
+    return sig_rate, sig_win, sig_speed

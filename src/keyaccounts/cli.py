@@ -416,6 +416,72 @@ def demo(
     out_console.print(t)
 
 
+@app.command()
+@guarded
+def forecast(
+    out: Annotated[Path, typer.Option(help="Periods table (.csv, .parquet, .xlsx); <stem>_funnel and <stem>_deals "
+                                           "are written beside it. With --backtest: the backtest rows, a PNG chart "
+                                           "and <stem>_summary. Written atomically.")],
+    opportunities: Opportunities = None,
+    stage_history: Annotated[Optional[Path], typer.Option(
+        "--history", "--stage-history", help="Stage history file: opportunity_id, stage, changed_at.")] = None,
+    customers: Customers = None, columns: Columns = None, as_of: AsOf = None, pipeline: PipelineOpt = None,
+    date_format: DateFormat = None, tracking_uri: TrackingUri = None,
+    period: Annotated[Optional[str], typer.Option(help="month or quarter (default: forecast.period, quarter).")] = None,
+    periods: Annotated[Optional[int], typer.Option(
+        help="Periods forecast from the one holding as_of (default: forecast.periods, 4; backtest: "
+             "forecast.backtest_periods, 1).", min=1, max=24)] = None,
+    by: Annotated[Optional[str], typer.Option(help="Also per owner, region (needs --customers) or product.")] = None,
+    target: Annotated[Optional[float], typer.Option(help="Revenue target per period: pipeline coverage.")] = None,
+    backtest: Annotated[bool, typer.Option("--backtest", help="Replay snapshots --from..--to instead.")] = False,
+    from_: Annotated[Optional[str], typer.Option("--from", help="First backtest snapshot YYYY-MM-DD.")] = None,
+    to: Annotated[Optional[str], typer.Option(
+        "--to", help="Last backtest snapshot; periods are scored when they end on or before it.")] = None,
+    every: Annotated[str, typer.Option(help="Days between backtest snapshots, e.g. 7d.")] = "7d",
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+) -> None:
+    """Funnel forecast as of a date: expected won revenue per period (closed won so far, existing
+    and new pipeline) with P10/P50/P90, commit/best case/pipeline, funnel statistics, and the
+    stage-weighted and naive baselines beside it; or, with --backtest, its accuracy at past snapshots."""
+    from .forecast.step import step_forecast
+    from .pipeline import load_inputs
+    p, loose = build_pipeline(pipeline, customers=customers, opportunities=opportunities,
+                              stage_history=stage_history, columns=columns, as_of=as_of, date_format=date_format)
+    if tracking_uri:
+        p = p.model_copy(update={"tracking_uri": tracking_uri})
+    if not backtest:
+        from .pipeline import require_as_of
+        require_as_of(p)
+    with out_console.status("reading and validating inputs") as status:
+        loaded = load_inputs(p, loose_columns=loose, on_table=lambda n: status.update(f"validating {n}"),
+                             require=("opportunities",))
+    print_quality(loaded.reports)
+    params = {"out": out, "by": by, "period": period, "periods": periods, "target": target, "backtest": backtest,
+              "from": from_, "to": to, "every_days": every, "track": track}
+    t0 = time.perf_counter()
+    with out_console.status("backtesting" if backtest else "forecasting"):
+        written = step_forecast(loaded, p, params, say=out_console.print)
+    res = params["_result"]
+    if backtest:
+        tab = res.summary
+        title = "backtest: forecast vs actual won revenue"
+    else:
+        tab = res.periods[res.periods["group"] == "(all)"][
+            ["period", "closed_won", "existing_pipeline", "new_pipeline", "expected", "p10", "p50", "p90",
+             "stage_weighted", "naive"]]
+        title = f"forecast as of {p.as_of} ({res.info['method']})"
+    t = Table(title=title, title_justify="left")
+    for c in tab.columns:
+        t.add_column(str(c), justify="right" if c not in ("method", "period") else "left")
+    for row in tab.itertuples(index=False):
+        t.add_row(*[f"{v:,.3f}" if isinstance(v, float) and abs(v) < 10 else
+                    f"{v:,.0f}" if isinstance(v, float) else str(v) for v in row])
+    out_console.print(t)
+    for w in written:
+        out_console.print(f"wrote {w}")
+    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -138,7 +138,7 @@ class EngineConfig(_Strict):
         50_000, gt=0, description="spark score: accounts sampled as the linear-SHAP background (exact when fewer)")
 
 
-STEP_NAMES = ("validate", "features", "train", "score", "report")
+STEP_NAMES = ("validate", "features", "train", "score", "report", "forecast")
 
 
 class RfmRule(_Strict):

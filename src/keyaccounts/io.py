@@ -279,6 +279,14 @@ def write_text(text: str, path: str | Path) -> Path:
     return p
 
 
+def write_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically; the format follows the extension (e.g. .png)."""
+    p = Path(path)
+    fmt = p.suffix.lstrip(".").lower() or "png"
+    _atomic(p, lambda t: fig.savefig(t, format=fmt, dpi=dpi))
+    return p
+
+
 def write_directory(path: str | Path, write: Callable[[Path], None]) -> Path:
     """A folder output (e.g. Spark's Parquet part files): write(tmp) fills a temp folder beside
     `path`, which then replaces `path` (rename), so readers never see a half-written folder."""

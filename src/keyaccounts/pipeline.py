@@ -43,10 +43,11 @@ def resolve_loose_columns(raws: dict[str, pd.DataFrame], files: dict[str, str],
 
 
 def load_inputs(p: Pipeline, *, loose_columns: dict[str, str] | None = None,
-                on_table: Callable[[str], None] | None = None) -> Loaded:
-    """Read, map, validate every input of the pipeline; transactions are required."""
-    if "transactions" not in p.inputs:
-        raise InputError("a transactions file is required (--transactions or inputs.transactions)")
+                on_table: Callable[[str], None] | None = None, require: tuple[str, ...] = ("transactions",)) -> Loaded:
+    """Read, map, validate every input of the pipeline; the `require`d tables must be given."""
+    for name in require:
+        if name not in p.inputs:
+            raise InputError(f"a {name} file is required (--{name.replace('_', '-')} or inputs.{name})")
     raws = {name: io.read_frame(spec.path, spec.read) for name, spec in p.inputs.items()}
     files = {n: s.path for n, s in p.inputs.items()}
     extra = resolve_loose_columns(raws, files, loose_columns or {})
@@ -64,7 +65,8 @@ def load_inputs(p: Pipeline, *, loose_columns: dict[str, str] | None = None,
             decimal=spec.read.decimal, header=spec.read.header, as_of=p.as_of)
         frames[name] = frame
         reports.append(rep)
-    return Loaded(Tables(**frames), reports)
+    # transactions may be absent when not required (the forecast reads opportunities only)
+    return Loaded(Tables(**{"transactions": None, **frames}), reports)
 
 
 def require_as_of(p: Pipeline) -> dt.date:
@@ -203,10 +205,17 @@ def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) 
     return [io.write_text(rep.html, params["out"])]
 
 
+def step_forecast(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+    """Funnel forecast (or backtest) from the opportunities; see keyaccounts.forecast.step."""
+    from .forecast.step import step_forecast as run
+    return run(loaded, p, params, say=say)
+
+
 STEPS: dict[str, Callable[..., list[Path]]] = {
     "validate": step_validate,
     "features": step_features,
     "train": step_train,
     "score": step_score,
     "report": step_report,
+    "forecast": step_forecast,
 }

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "mlruns/mlflow.db"  # relative to the current working directory
 CHAMPION = "champion"
 SCORE_EXPERIMENT = "keyaccounts-score"
+FORECAST_EXPERIMENT = "keyaccounts-forecast"
 DRIFT_REFERENCE = "drift_reference.json"  # training feature distributions (keyaccounts.drift)
 _PARAM_MAX = 6000  # MLflow's limit on a param value
 _TAG_MAX = 8000
@@ -47,6 +48,14 @@ _CORE_MODULES = ("mlflow", "sklearn", "numpy", "pandas", "scipy", "cloudpickle")
 
 
 # --------------------------------------------------------------------------- URIs / data
+
+_UNAVAILABLE_HINT = ("check --tracking-uri / MLFLOW_TRACKING_URI (is the server up? is the SQLite file locked by "
+                     "another process or on a read-only disk?); `keyaccounts score --from-bundle` works without it")
+
+
+class TrackingUnavailable(InputError):
+    """The tracking store cannot be created, reached or read (exit 2: a setting to fix)."""
+
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -70,7 +79,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
             db = db / "mlflow.db"
     db = db if db.is_absolute() else Path.cwd() / db
     db = Path(os.path.abspath(db))
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrackingUnavailable(f"tracking store {uri} unavailable: cannot create the folder of its database "
+                                  f"({type(e).__name__}: {e})", hint=_UNAVAILABLE_HINT) from None
     return f"sqlite:///{db.as_posix()}"  # an absolute POSIX path: four slashes
 
 
@@ -257,6 +270,17 @@ def _drift_reference(tm: TrainedModel) -> dict | None:
     return reference_summary(X[[c for c in tm.feature_names if c in X.columns]])
 
 
+@contextlib.contextmanager
+def _killed_on_interrupt(mlflow):
+    """End the active run as KILLED (not FAILED) on Ctrl-C/SIGTERM."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED")
+        raise
+
+
 # --------------------------------------------------------------------------- tracker
 
 
@@ -269,7 +293,12 @@ class Tracker:
 
     def __init__(self, tracking_uri: str | None = None, models_dir: str | Path = "models",
                  promote_tolerance: float = 0.0):
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.unavailable: TrackingUnavailable | None = None
+        try:
+            self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        except TrackingUnavailable as e:  # reported by check(); bundles still load
+            self.tracking_uri = str(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_DB)
+            self.unavailable = e
         self.models_dir = Path(models_dir).absolute()
         self.promote_tolerance = float(promote_tolerance)
         self._client = None
@@ -312,6 +341,45 @@ class Tracker:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+    def check(self, timeout_s: int = 10) -> None:
+        """Raise TrackingUnavailable unless the store answers one query within about `timeout_s`
+        seconds, without MLflow's retries (minutes against a server that is down)."""
+        if self.unavailable is not None:
+            raise self.unavailable
+        quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
+        saved = {k: os.environ.get(k) for k in quick}
+        os.environ.update(quick)
+        try:
+            with self._mlflow():
+                self.client.search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - whatever the store says, it is unusable now
+            detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            self.unavailable = TrackingUnavailable(
+                f"tracking store {self.tracking_uri} unavailable ({type(e).__name__}: {detail})",
+                hint=_UNAVAILABLE_HINT)
+            raise self.unavailable from None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @contextlib.contextmanager
+    def _champion_kept_on_interrupt(self, name: str):
+        """On Ctrl-C/SIGTERM, put the `champion` alias of `name` back where it was."""
+        before = self._champion_version(name)
+        try:
+            yield
+        except KeyboardInterrupt:
+            now = self._champion_version(name)
+            if (now and now.version) != (before and before.version):
+                if before is None:
+                    self.client.delete_registered_model_alias(name, CHAMPION)
+                else:
+                    self.client.set_registered_model_alias(name, CHAMPION, before.version)
+            raise
 
     @property
     def client(self):
@@ -379,10 +447,11 @@ class Tracker:
         Returns {'run_id', 'version', 'promoted', 'reason', 'champion_score', 'challenger_score'}.
         """
         name = tm.name
-        with self._mlflow() as mlflow:
+        with self._mlflow() as mlflow, self._champion_kept_on_interrupt(name):
             exp_id = self._experiment_id(f"keyaccounts-{tm.family}")
             as_of = tm.params.get("as_of")
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}" + (f"@{as_of}" if as_of else "")) as run:
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}" + (f"@{as_of}" if as_of else "")) as run, \
+                    _killed_on_interrupt(mlflow):
                 run_id = run.info.run_id
                 params = _flatten(tm.params)
                 params.update(family=tm.family, horizon_days=str(tm.horizon_days),
@@ -673,4 +742,20 @@ class Tracker:
                 metrics.update({k: float(v) for k, v in (extra_metrics or {}).items() if v is not None})
                 if metrics:
                     mlflow.log_metrics(metrics)
+                return run.info.run_id
+
+    def log_forecast_run(self, *, kind: str, as_of, params: dict, metrics: dict[str, float]) -> str:
+        """Record a forecast or backtest run in experiment 'keyaccounts-forecast': params (as_of,
+        method, counts...) and metrics (per-period expected/P10/P90, or backtest MAPE/coverage).
+        Returns the run id."""
+        as_of_s = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
+        with self._mlflow() as mlflow:
+            exp_id = self._experiment_id(FORECAST_EXPERIMENT)
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{kind}@{as_of_s}") as run:
+                mlflow.log_params({"kind": kind, "as_of": as_of_s,
+                                   **{k: str(v)[:500] for k, v in params.items()}})
+                clean = {k.replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()
+                         if v is not None and v == v}
+                if clean:
+                    mlflow.log_metrics(clean)
                 return run.info.run_id

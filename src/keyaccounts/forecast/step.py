@@ -1,0 +1,130 @@
+"""The `forecast` pipeline step and CLI command body: loaded tables -> files (+ MLflow run).
+
+params: out (required), by, period, periods, target, backtest (bool), from, to, every_days,
+track (bool, default True), tracking_uri. Forecast: the periods table at `out`, and
+`<stem>_funnel`, `<stem>_deals` beside it in the same format. Backtest: the rows at `out`,
+`<stem>.png` chart beside it, and `<stem>_summary` table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import io
+from ..errors import InputError
+from .backtest import BacktestResult, backtest_chart, run_backtest
+from .core import ForecastResult, run_forecast
+
+
+def sibling(out: Path, suffix: str, ext: str | None = None) -> Path:
+    """out with `suffix` added to its stem (and the extension `ext` when given): a.csv -> a_deals.csv."""
+    name = out.name
+    stem = name[: -len("".join(out.suffixes))] if out.suffixes else name
+    exts = "".join(out.suffixes) if ext is None else ext
+    return out.with_name(f"{stem}{suffix}{exts}")
+
+
+def _date(v, what: str) -> dt.date:
+    if isinstance(v, dt.date):
+        return v
+    try:
+        return dt.date.fromisoformat(str(v))
+    except ValueError:
+        raise InputError(f"{what} '{v}' is not a date in the form YYYY-MM-DD") from None
+
+
+def _every(v) -> int:
+    s = str(v).strip().lower()
+    s = s[:-1] if s.endswith("d") else s
+    if not s.isdigit() or int(s) < 1:
+        raise InputError(f"--every '{v}' must be a number of days such as 7d")
+    return int(s)
+
+
+def forecast_config(p, params: dict[str, Any]):
+    """The pipeline's forecast config with the stage order defaulted to stages.open and
+    command-line overrides (period, periods, target) applied."""
+    cfg = p.forecast
+    upd: dict[str, Any] = {}
+    if cfg.stage_order is None:
+        upd["stage_order"] = list(p.stages.open)
+    for k in ("period", "periods", "target"):
+        if params.get(k) is not None:
+            upd[k] = params[k]
+    if upd:
+        cfg = cfg.model_validate({**cfg.model_dump(), **upd})
+    return cfg
+
+
+def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
+    """Forecast as of p.as_of (or a backtest with params['backtest']); see the module docstring."""
+    t = loaded.tables
+    if t.opportunities is None:
+        raise InputError("the forecast needs an opportunities file (--opportunities or inputs.opportunities)")
+    if not params.get("out"):
+        raise InputError("forecast step needs 'out: PATH'")
+    out = Path(params["out"])
+    cfg = forecast_config(p, params)
+    if params.get("backtest"):
+        if params.get("from") is None or params.get("to") is None:
+            raise InputError("--backtest needs --from DATE and --to DATE")
+        bt = run_backtest(t.opportunities, start=_date(params["from"], "--from"), end=_date(params["to"], "--to"),
+                          every_days=_every(params.get("every_days", 7)), period=cfg.period,
+                          stage_history=t.stage_history, config=cfg, periods=params.get("periods"))
+        if not len(bt.rows):
+            raise InputError("the backtest scored nothing: no snapshot had closed deals before it and a "
+                             "period ending on or before --to")
+        from ..plots import close
+        fig = backtest_chart(bt.rows, title=f"forecast backtest ({cfg.period}, every {_every(params.get('every_days', 7))} d)")
+        written = [io.write_frame(bt.rows, out, index=False),
+                   io.write_frame(bt.summary, sibling(out, "_summary"), index=False),
+                   io.write_figure(fig, sibling(out, "", ".png"))]
+        close({"chart": fig})
+        for n in bt.notes:
+            say(n)
+        _track(p, params, kind="backtest", metrics=_bt_metrics(bt), info={"from": str(params["from"]),
+                                                                          "to": str(params["to"])}, say=say)
+        params["_result"] = bt
+        return written
+    from ..pipeline import require_as_of
+    as_of = require_as_of(p)
+    res = run_forecast(t.opportunities, as_of=as_of, stage_history=t.stage_history, customers=t.customers,
+                       period=cfg.period, periods=cfg.periods, by=params.get("by"), config=cfg)
+    written = [io.write_frame(res.periods, out, index=False),
+               io.write_frame(res.funnel, sibling(out, "_funnel"), index=False),
+               io.write_frame(res.deals, sibling(out, "_deals"), index=False)]
+    _track(p, params, kind="forecast", metrics=_fc_metrics(res), info=res.info, say=say)
+    params["_result"] = res
+    return written
+
+
+def _fc_metrics(res: ForecastResult) -> dict[str, float]:
+    tot = res.periods[res.periods["group"] == "(all)"]
+    m = {}
+    for _, r in tot.iterrows():
+        for c in ("expected", "p10", "p90", "stage_weighted", "naive", "closed_won"):
+            m[f"{c}.{r['period']}"] = float(r[c])
+    m["open_deals"] = float(res.info.get("n_open_deals", 0))
+    return m
+
+
+def _bt_metrics(bt: BacktestResult) -> dict[str, float]:
+    m = {}
+    for _, r in bt.summary.iterrows():
+        for c in ("n", "mape", "bias", "coverage", "wape"):
+            if pd.notna(r[c]):
+                m[f"{r['method']}.{c}"] = float(r[c])
+    return m
+
+
+def _track(p, params: dict[str, Any], *, kind: str, metrics: dict[str, float], info: dict, say) -> None:
+    if not params.get("track", True):
+        return
+    from ..tracking import Tracker
+    tracker = Tracker(params.get("tracking_uri") or p.tracking_uri)
+    flat = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in info.items()}
+    run_id = tracker.log_forecast_run(kind=kind, as_of=p.as_of, params=flat, metrics=metrics)
+    say(f"logged {kind} run {run_id[:12]} to {tracker.tracking_uri}")

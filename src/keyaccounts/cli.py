@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -62,10 +64,22 @@ DateFormat = Annotated[Optional[str], typer.Option(
     "'ISO8601' or 'mixed'. Default: inferred.")]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (temp files removed, MLflow
+    runs ended as killed); exit code 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup finish
+    raise Terminated()
+
+
 def guarded(fn):
     """Turn known failures into a message and an exit code, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
         try:
             return fn(*args, **kwargs)
         except InputError as e:
@@ -73,9 +87,10 @@ def guarded(fn):
             err_console.print("[bold red]bad input[/]")
             err_console.print(str(e), soft_wrap=True, markup=False, highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted: nothing was written[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            err_console.print(f"[yellow]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]: "
+                              "no half-written files; outputs completed before were kept")
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
         except typer.Exit:
             raise
         except Exception as e:  # noqa: BLE001 - the user gets one line, developers a traceback
@@ -84,6 +99,9 @@ def guarded(fn):
             err_console.print(f"[bold red]internal error[/]: {type(e).__name__}: {e}\n"
                               "(set KEYACCOUNTS_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
     return wrapper
 
 

@@ -128,6 +128,7 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
     from .train import train_customer_models, train_deal
     as_of = require_as_of(p)
     tracker = _tracker(p, params)
+    tracker.check()  # before minutes of training, not after
     fp = data_fingerprint(_tables_dict(loaded.tables))
     say(f"tracking: {tracker.tracking_uri}   data fingerprint {fp[:12]}")
     try:
@@ -163,7 +164,7 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
     atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
     by (owner|region), top."""
     from .score import score_accounts, score_deals, tier_counts
-    from .tracking import data_fingerprint
+    from .tracking import TrackingUnavailable, data_fingerprint
     as_of = require_as_of(p)
     if not params.get("out"):
         raise InputError("score step needs 'out: PATH'")
@@ -173,6 +174,11 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
     opts = {"prefer": params.get("prefer", "registry"), "reasons": str(params.get("reasons", "all")),
             "by": by, "top": params.get("top")}
     tracker = _tracker(p, params)
+    try:
+        tracker.check()
+    except TrackingUnavailable as e:  # the sha256-checked bundles still serve
+        say(f"[yellow]warning[/]: {e.message}; scoring from the models/ bundles, the run is not logged")
+        opts["prefer"] = "bundle"
     accounts, versions = score_accounts(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
                                         tracker=tracker, rank_by=params.get("rank_by", "composite_score"), **opts)
     deals_df = None
@@ -186,8 +192,12 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
         deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
         written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None))
     counts = {"accounts": len(accounts), "deals": 0 if deals_df is None else len(deals_df)}
-    tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
-                          model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts))
+    if tracker.unavailable is None:
+        try:
+            tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
+                                  model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts))
+        except Exception as e:  # noqa: BLE001 - the lists are written and correct; only the log is missing
+            say(f"[yellow]warning[/]: score run not logged to MLflow ({type(e).__name__}: {str(e)[:200]})")
     return written
 
 

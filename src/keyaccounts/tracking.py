@@ -281,6 +281,22 @@ def _killed_on_interrupt(mlflow):
         raise
 
 
+def check_card_features(model: Any, card: dict, where: str) -> None:
+    """InputError when the card's feature list is not the one the model was fitted on (a card
+    edited by hand or paired with another model): scoring would feed columns in the wrong order."""
+    fitted = getattr(model, "feature_names_in_", None)
+    listed = card.get("feature_names")
+    if fitted is None or not listed or list(map(str, fitted)) == list(map(str, listed)):
+        return
+    fitted, listed = list(map(str, fitted)), list(map(str, listed))
+    only_model = [c for c in fitted if c not in listed][:10]
+    only_card = [c for c in listed if c not in fitted][:10]
+    diff = (f"fitted on but not in the card: {only_model}; in the card but not fitted on: {only_card}"
+            if only_model or only_card else "same features in a different order")
+    raise InputError(f"the card's feature list does not match the model ({diff}); not used", file=where,
+                     column="feature_names", hint="re-export the champion or retrain")
+
+
 # --------------------------------------------------------------------------- tracker
 
 
@@ -633,7 +649,9 @@ class Tracker:
                 f"model.joblib does not match its card: sha256 {got[:12]}... != {str(card.get('sha256'))[:12]}...; "
                 "the file was modified or only partly written, so it is not loaded",
                 file=str(model_path), hint=f"re-export the champion (Tracker.export_bundle('{name}', version)) or retrain")
-        return joblib.load(model_path), card
+        model = joblib.load(model_path)
+        check_card_features(model, card, str(card_path))
+        return model, card
 
     def load_champion(self, name: str, *, prefer: str = "registry") -> tuple[Any, dict]:
         """(model, card) of the champion of `name`. prefer='registry': the version behind the

@@ -176,11 +176,10 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
     gc = np.array([gpos[g] for g in g_closed], np.int64)
 
     # Recent deals: the creation rate and the pool new deals are drawn from.
-    created_all = day_numbers(opportunities["created_date"])
     lookback = cfg.creation_lookback_days
     ids_all = state.deal_ids
-    o_known = opportunities.loc[created_all < d0].reset_index(drop=True)
-    c_known = created_all[created_all < d0]
+    o_known = state.known
+    c_known = day_numbers(o_known["created_date"])
     recent = np.flatnonzero(c_known >= d0 - lookback)
     g_known = _groups(o_known, by, region_of)
     for g in set(g_known[recent]) - set(gpos):

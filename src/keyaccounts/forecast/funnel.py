@@ -51,6 +51,7 @@ class FunnelState:
     closed: pd.DataFrame
     entry_stage: np.ndarray   # per deal code: first open stage entered
     funnel_stages: list[str]  # the configured open stages in funnel order (shown)
+    known: pd.DataFrame       # the deals created before as_of, in deal-code order
 
     @property
     def won_code(self) -> int:
@@ -83,7 +84,8 @@ def funnel_state(opps: pd.DataFrame, *, as_of, stages: list[str],
     if not stages:
         raise InputError("the funnel needs at least one open stage")
     created = day_numbers(opps["created_date"])
-    o = opps.loc[created < d0].reset_index(drop=True)
+    # Sorted by id: the input's row order must not change any draw.
+    o = opps.loc[created < d0].sort_values("opportunity_id", kind="stable").reset_index(drop=True)
     created = day_numbers(o["created_date"])
     ids = o["opportunity_id"].astype("str").to_numpy()
     n = len(o)
@@ -128,9 +130,10 @@ def funnel_state(opps: pd.DataFrame, *, as_of, stages: list[str],
     after = term.groupby(e["deal"]).cumsum() - term
     e = e.loc[after.to_numpy() == 0].reset_index(drop=True)
 
-    nxt_same = np.r_[e["deal"].to_numpy()[1:] == e["deal"].to_numpy()[:-1], False]
-    nxt_code = np.r_[e["code"].to_numpy()[1:], CENSORED]
-    nxt_day = np.r_[e["day"].to_numpy()[1:], d0]
+    ne = len(e)
+    nxt_same = np.r_[e["deal"].to_numpy()[1:] == e["deal"].to_numpy()[:-1], False][:ne]
+    nxt_code = np.r_[e["code"].to_numpy()[1:], CENSORED][:ne]
+    nxt_day = np.r_[e["day"].to_numpy()[1:], d0][:ne]
     is_open = e["code"].to_numpy() < k
     ep_deal = e["deal"].to_numpy()
     ep = pd.DataFrame({
@@ -174,7 +177,7 @@ def funnel_state(opps: pd.DataFrame, *, as_of, stages: list[str],
             closed[c] = o[c].to_numpy()[cl]
     return FunnelState(as_of_day=d0, stages=["(open)"] if pooled else list(stages), pooled=pooled,
                        deal_ids=ids, episodes=ep, open_deals=open_deals, closed=closed, entry_stage=entry,
-                       funnel_stages=list(stages))
+                       funnel_stages=list(stages), known=o)
 
 
 @dataclass

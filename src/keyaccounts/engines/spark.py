@@ -54,7 +54,8 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
     """Get or create the SparkSession: master = `master` > $SPARK_MASTER > local[*].
 
     Sets PYSPARK_PYTHON (workers run this interpreter) and, for local masters,
-    SPARK_LOCAL_IP=127.0.0.1 unless already set; session time zone UTC (day numbers match the
+    SPARK_LOCAL_IP=127.0.0.1 unless already set, and 4 shuffle partitions per core unless
+    `shuffle_partitions` is given; session time zone UTC (day numbers match the
     pandas engine); Arrow for pandas conversion; UI off. Raises InputError when pyspark or Java
     is missing. Starting the JVM takes ~6-13 s; reuse the session.
     """
@@ -72,8 +73,15 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
     b = (SparkSession.builder.master(master).appName(app_name)
          .config("spark.sql.session.timeZone", "UTC")
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-         .config("spark.sql.adaptive.enabled", "true"))
+         .config("spark.sql.adaptive.enabled", "true")
+         # pandas writes nanosecond timestamps, which Spark otherwise refuses (see _read_parquet)
+         .config("spark.sql.legacy.parquet.nanosAsLong", "true"))
+    if not shuffle_partitions and master.startswith("local"):
+        # Spark's default of 200 shuffle partitions costs seconds per stage on one machine.
+        m = re.fullmatch(r"local\[(\d+)\]", master)
+        shuffle_partitions = 4 * (int(m.group(1)) if m else (os.cpu_count() or 2))
     if shuffle_partitions:
         b = b.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
     for k, v in (conf or {}).items():
@@ -124,12 +132,31 @@ def read_source(spark: "SparkSession", path: str, spec: InputSpec | None = None)
             if read and read.encoding:
                 r = r.option("encoding", read.encoding)
             return r.csv(p)
-        return spark.read.parquet(p)
+        return _read_parquet(spark, p)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable file: say which
         raise InputError(f"Spark cannot read this input ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                          file=path) from None
+
+
+def _read_parquet(spark: "SparkSession", path: str) -> "DataFrame":
+    """Parquet; nanosecond timestamps (pandas' default) arrive as longs (the session sets
+    spark.sql.legacy.parquet.nanosAsLong) and are converted to timestamps here, the columns
+    found from the Parquet schema via pyarrow (when pyarrow can open the path)."""
+    from pyspark.sql import functions as F
+    df = spark.read.parquet(path)
+    try:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        schema = ds.dataset(path, format="parquet").schema
+        nanos = {f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
+    except Exception:  # noqa: BLE001 - e.g. an object store pyarrow has no credentials for
+        nanos = set()
+    if not nanos:
+        return df
+    return df.select(*[F.timestamp_micros(F.floor(F.col(f"`{c}`") / 1000)).alias(c) if c in nanos
+                       else F.col(f"`{c}`") for c in df.columns])
 
 
 def _strftime_to_spark(fmt: str) -> str:

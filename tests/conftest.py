@@ -134,3 +134,30 @@ def truncate_tables(t, as_of):
 def truncate():
     """Cut synthetic tables off at as_of, as a file exported on that day would be."""
     return truncate_tables
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`keyaccounts demo` on 300 synthetic customers, run once per test session through the CLI
+    from an empty folder: (DemoResult-like namespace with workdir, cwd, output text, exit code).
+    Used by the report, browser, demo and notebook tests."""
+    import os
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from keyaccounts.cli import app
+
+    repo = Path(__file__).resolve().parents[1]
+    cwd, workdir = tmp_path_factory.mktemp("demo_cwd"), tmp_path_factory.mktemp("demo_work")
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--customers", "300", "--seed", "3",
+                                       "--pipeline", str(repo / "pipelines" / "demo.yaml")])
+    finally:
+        os.chdir(old)
+    return SimpleNamespace(workdir=workdir, cwd=cwd, output=res.output, exit_code=res.exit_code, repo=repo,
+                           report=workdir / "out" / "demo" / "report.html",
+                           tracking_uri=f"sqlite:///{(workdir / 'mlruns' / 'mlflow.db').as_posix()}")

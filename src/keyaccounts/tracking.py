@@ -267,7 +267,10 @@ def _drift_reference(tm: TrainedModel) -> dict | None:
     if tm.validation is None or not isinstance(tm.validation[0], pd.DataFrame) or not len(tm.validation[0]):
         return None
     X = tm.validation[0]
-    return reference_summary(X[[c for c in tm.feature_names if c in X.columns]])
+    names = set(tm.feature_names)
+    derived = [f for f in names if f not in X.columns]  # e.g. one-hot 'stage_at_as_of_proposal'
+    cols = [c for c in X.columns if c in names or any(f.startswith(f"{c}_") for f in derived)]
+    return reference_summary(X[cols])
 
 
 @contextlib.contextmanager

@@ -114,5 +114,5 @@ def cohort_retention(txns: pd.DataFrame, *, as_of, period: str = "quarter") -> p
             if k > horizon:
                 out.loc[cohort, k] = np.nan
     out.index = out.index.astype("str")
-    out.index.name = "cohort"
+    out.index.name, out.columns.name = "cohort", None
     return out

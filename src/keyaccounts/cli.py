@@ -59,6 +59,22 @@ AsOf = Annotated[Optional[str], typer.Option(
 PipelineOpt = Annotated[Optional[Path], typer.Option(
     "--pipeline", "-p", help="Pipeline YAML giving inputs, column mappings, read options and settings; "
     "command-line options override it.")]
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", help="local (pandas, default) or spark (needs the spark extra and Java 17+); "
+    "default: the pipeline's engine.name.")]
+SparkMaster = Annotated[Optional[str], typer.Option(
+    "--spark-master", help="Spark master URL with --engine spark (default $SPARK_MASTER, else local[*]).")]
+
+
+def _with_engine(p: Pipeline, engine: str | None, spark_master: str | None) -> Pipeline:
+    """Pipeline with --engine / --spark-master applied (the engine settings live in p.engine)."""
+    from .engines import ENGINES
+    if engine is not None and engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
+    upd = {k: v for k, v in (("name", engine), ("spark_master", spark_master)) if v}
+    return p.model_copy(update={"engine": p.engine.model_copy(update=upd)}) if upd else p
+
+
 DateFormat = Annotated[Optional[str], typer.Option(
     "--date-format", help="strftime format of the dates in all given files (e.g. '%Y%m%d', '%d/%m/%Y'), "
     "'ISO8601' or 'mixed'. Default: inferred.")]
@@ -231,12 +247,24 @@ def features(
     as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None,
     deals_out: Annotated[Optional[Path], typer.Option(
         "--deals-out", help="Also write deal features, one row per opportunity open at as_of.")] = None,
+    engine: EngineOpt = None, spark_master: SparkMaster = None,
 ) -> None:
     """Build point-in-time features per customer as of a date (and per open deal with --deals-out)."""
     from .pipeline import step_features
     p, loose = _pipeline_from(locals())
     from .pipeline import require_as_of
     require_as_of(p)
+    p = _with_engine(p, engine, spark_master)
+    if p.engine.name == "spark":
+        if deals_out:
+            raise InputError("--deals-out runs on the local engine only (deal tables are small): drop --engine spark")
+        from .engines.spark import run_features
+        t0 = time.perf_counter()
+        for w in run_features(p, loose_columns=loose, out=out, master=p.engine.spark_master,
+                              say=out_console.print, on_reports=print_quality):
+            out_console.print(f"wrote {w}")
+        out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+        return
     loaded = _load(p, loose)
     t0 = time.perf_counter()
     with out_console.status("building features"):

@@ -587,3 +587,20 @@ def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list
 __all__ = ["spark_session", "session_for", "spark_cores", "read_source", "canonical_table", "SparkTables",
            "load_spark_tables", "spark_features", "feature_columns", "to_feature_frame", "as_feature_dtypes",
            "write_spark_output"]
+
+
+def run_features(p: Pipeline, *, loose_columns: dict[str, str], out, master: str | None = None,
+                 say=print, on_reports=None) -> list[str]:
+    """The `features --engine spark` command: read with Spark, build the customer features as
+    of p.as_of, write `out` (Parquet folder by the executors, or collected for CSV/Excel)."""
+    from pyspark.sql import functions as F
+    if p.as_of is None:
+        raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
+    spark = session_for(p, master)
+    say(f"engine: spark ({spark.sparkContext.master}, {spark_cores(spark)} cores)")
+    tables = load_spark_tables(spark, p, loose_columns=loose_columns)
+    if on_reports:
+        on_reports(tables.reports)
+    f = spark_features(tables, as_of=p.as_of, config=p.features)
+    f = f.select("customer_id", F.lit(pd.Timestamp(p.as_of)).alias("as_of"), *[c for c in f.columns if c != "customer_id"])
+    return [write_spark_output(f, out)]

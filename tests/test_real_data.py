@@ -300,8 +300,20 @@ def test_pipeline_maven_runs(repo_like):
     assert set(d["stage_at_as_of"]) <= {"prospecting", "engaging"}
 
 
+@pytest.mark.slow
+def test_pipeline_maven_forecast_runs(repo_like):
+    _need(MAVEN / "sales_pipeline.csv")
+    assert datasets.main(["maven", "--source", str(MAVEN), "--out", "data/maven"]) == 0
+    _run(PIPELINES / "forecast.yaml", repo_like)
+    per = pd.read_csv(repo_like / "out/maven/forecast.csv")
+    assert per["period"].drop_duplicates().tolist() == ["2017Q4", "2018Q1"]
+    tot = per[per["group"] == "(all)"].iloc[0]
+    assert tot["p10"] <= tot["p50"] <= tot["p90"] and tot["expected"] > 0
+    assert len(pd.read_csv(repo_like / "out/maven/forecast_deals.csv")) > 1000
+
+
 def test_every_shipped_real_data_pipeline_is_tested():
-    tested = {"cdnow.yaml", "ibm_receivables.yaml", "maven.yaml"}
+    tested = {"cdnow.yaml", "ibm_receivables.yaml", "maven.yaml", "forecast.yaml"}
     # demo/train/score run on the synthetic demo tables: tests/test_cli.py runs them
     shipped = {p.name for p in PIPELINES.glob("*.yaml")} - {"demo.yaml", "train.yaml", "score.yaml"}
     assert shipped <= tested, shipped - tested

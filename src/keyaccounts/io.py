@@ -11,6 +11,7 @@ import gzip
 import os
 import re
 import tempfile
+import warnings
 from io import BytesIO
 from pathlib import Path
 from typing import Callable
@@ -89,6 +90,24 @@ def _guess_sep(lines: list[str]) -> str:
     return sep
 
 
+def _first_row_sane(path: Path, sep: str, encoding: str, opts: ReadOptions) -> None:
+    """Refuse a first data line with thousands more fields than the header up front: pandas
+    spends minutes and gigabytes on it (e.g. one 10 MB line of 'a,b,c,' repeated)."""
+    if not opts.header or len(sep) != 1:
+        return
+    with _open_bytes(path) as fh:
+        text = fh.read(1 << 20).decode(encoding, errors="replace")
+    lines = text.split("\n", 2)
+    if len(lines) < 2:
+        return
+    n_header, n_first = lines[0].count(sep) + 1, lines[1].count(sep) + 1
+    if n_first > n_header + 1000:
+        more = "+" if len(lines) == 2 else ""
+        raise InputError(f"line 2 has {n_first:,}{more} fields but the header has {n_header}; "
+                         "the line is not a record of this table", file=str(path),
+                         hint="fix the export (lost line breaks?), or set read.sep")
+
+
 def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     """Read a file into a frame of raw values (text files: every column as string)."""
     opts = opts or ReadOptions()
@@ -110,12 +129,24 @@ def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFram
             encoding, sep = _sniff(p, opts)
 
             def _csv(enc: str) -> pd.DataFrame:
-                return pd.read_csv(
-                    p, sep=sep, encoding=enc, dtype=str, keep_default_na=False,
-                    na_values=_MISSING, header=0 if opts.header else None,
-                    engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
-                    skipinitialspace=True,
-                )
+                # index_col=False: pandas would otherwise turn the extra fields of a first data
+                # row that is longer than the header (or trailing delimiters) into an index and
+                # shift every column silently; now such a row is an error, trailing ones blanks.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", pd.errors.ParserWarning)
+                    df = pd.read_csv(
+                        p, sep=sep, encoding=enc, dtype=str, keep_default_na=False,
+                        na_values=_MISSING, header=0 if opts.header else None, index_col=False,
+                        engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
+                        skipinitialspace=True,
+                    )
+                if any("does not match length of data" in str(w.message) for w in caught):
+                    raise InputError(f"the first data line has more fields than the header ({df.shape[1]} columns, "
+                                     f"delimiter {sep!r}); the columns would shift", file=str(p),
+                                     hint="fix the export (a stray delimiter or an unquoted text with one), "
+                                          "or set read.sep")
+                return df
+            _first_row_sane(p, sep, encoding, opts)
             try:
                 df = _csv(encoding)
             except UnicodeDecodeError:

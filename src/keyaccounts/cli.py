@@ -358,6 +358,7 @@ def score(
     rank_by: Annotated[str, typer.Option(
         "--rank-by", help="Priority: composite_score (default), value_at_risk, expected_value or churn_probability.")]
     = "composite_score",
+    engine: EngineOpt = None, spark_master: SparkMaster = None,
 ) -> None:
     """Ranked key-account list at as_of: churn_probability, expected_value, value_at_risk, p_alive,
     expected_purchases, every tier, composite score, reasons and recommended action per account;
@@ -366,9 +367,19 @@ def score(
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
     require_as_of(p)
-    loaded = _load(p, loose)
     params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry",
               "by": by, "top": top, "reasons": reasons, "rank_by": rank_by}
+    p = _with_engine(p, engine, spark_master)
+    if p.engine.name == "spark":
+        from .engines.spark_score import choose_engine
+        chosen, why = choose_engine(p, "scoring")
+        out_console.print(f"engine: {chosen} ({why})")
+        if chosen == "spark":
+            from .engines.spark_score import run_score
+            for w in run_score(p, loose_columns=loose, params=params, say=out_console.print, on_reports=print_quality):
+                out_console.print(f"wrote {w}")
+            return
+    loaded = _load(p, loose)
     for w in step_score(loaded, p, params, say=out_console.print):
         out_console.print(f"wrote {w}")
 

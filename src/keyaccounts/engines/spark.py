@@ -67,6 +67,8 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers inherit this: the pandas-3 notice would repeat on every task otherwise.
+    os.environ.setdefault("PYTHONWARNINGS", f"ignore:{_PANDAS3_WARNING}:FutureWarning")
     _quiet()
     from pyspark.sql import SparkSession
 

@@ -33,7 +33,7 @@ def summary_frame(reports: list[QualityReport]) -> pd.DataFrame:
         rows.append({
             "table": r.table, "file": r.file, "rows_read": r.rows_read, "rows_kept": r.rows_kept,
             "rows_dropped": r.rows_read - r.rows_kept,
-            "dropped_by_reason": "; ".join(f"{k}={v}" for k, v in sorted(r.dropped.items())) or "-",
-            "notes": "; ".join(r.notes) or "-",
+            "dropped_by_reason": "; ".join(f"{k}={v}" for k, v in sorted(r.dropped.items())) or "none",
+            "notes": "; ".join(r.notes) or "none",  # not "-": a spreadsheet-safe export would quote it
         })
     return pd.DataFrame(rows)

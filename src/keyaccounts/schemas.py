@@ -441,6 +441,9 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
             report.drop("blank_amount", int(blank.sum()))
             df = df[~blank]
         df = _transactions_amounts(df, raw_view, file)
+        n_returns = int((df["amount"] < 0).sum())
+        if n_returns:
+            report.notes.append(f"{n_returns:,} returns/cancellations (negative amounts) kept: they reduce net spend")
     if name in ("opportunities", "stage_history"):
         df = _stages(df, raw_view, file, stages)
     if name == "opportunities":

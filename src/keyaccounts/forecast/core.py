@@ -22,6 +22,7 @@ from ..config import ForecastConfig, StageConfig, normalise_stage
 from ..errors import InputError
 from ..features._arrays import as_of_day, day_numbers
 from .funnel import FunnelState, exit_tables, funnel_state, funnel_table, stage_win_rates
+from .probability import DealModel, couple, prepare_probabilities
 
 ALL = "(all)"
 BY_CHOICES = ("owner", "region", "product")
@@ -142,11 +143,15 @@ def _quantiles(sims: np.ndarray) -> np.ndarray:
 
 def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFrame | None = None,
                  customers: pd.DataFrame | None = None, period: str | None = None, periods: int | None = None,
-                 by: str | None = None, config: ForecastConfig | None = None) -> ForecastResult:
+                 by: str | None = None, config: ForecastConfig | None = None,
+                 deal_model: DealModel | None = None) -> ForecastResult:
     """Expected won revenue per period (and group) as of `as_of`, with P10/P50/P90, categories,
     funnel statistics and the stage-weighted and naive baselines. Pure: no I/O. Reads only rows
     dated strictly before as_of (deals created before it; outcomes closed before it; stage
-    history changed before it). Raises NotEnoughHistory when no deal closed before as_of."""
+    history changed before it). Raises NotEnoughHistory when no deal closed before as_of.
+    With config.probability model/auto, P(won within model_horizon_days) of each open deal
+    comes from the deal model (`deal_model` if given, trained as of a date <= as_of; else
+    trained here as of as_of), timing from the stage exits (`probability.couple`)."""
     cfg = config or ForecastConfig()
     period = period or cfg.period
     periods = periods or cfg.periods
@@ -163,6 +168,9 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         raise NotEnoughHistory(f"no deal closed before {pd.Timestamp(as_of).date()}: win rates and "
                                "close timing cannot be learned from history before as_of")
     od = state.open_deals
+    p_model, p_info = prepare_probabilities(opportunities, as_of=as_of, stage_history=stage_history, stages=stages,
+                                            config=cfg, index=od.index, deal_model=deal_model)
+    t_h = d0 + cfg.model_horizon_days
     region_of = None
     if by == "region" and customers is not None and "region" in customers.columns:
         region_of = customers.drop_duplicates("customer_id").set_index(
@@ -213,9 +221,14 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         # existing deals: (sim, deal) flattened sim-major
         stage = np.tile(od["stage_code"].to_numpy(np.int64), per_draw)
         won = _walk(tables, stage, np.tile(od["entered"].to_numpy(np.int64), per_draw),
-                    np.tile(od["dwell"].to_numpy(np.int64), per_draw), end_day, rng, state.won_code,
-                    cfg.max_transitions, None if odds_sim is None else np.repeat(odds_sim, n_open),
+                    np.tile(od["dwell"].to_numpy(np.int64), per_draw),
+                    end_day if p_model is None else max(end_day, t_h), rng, state.won_code,
+                    cfg.max_transitions, None if odds_sim is None or p_model is not None else np.repeat(odds_sim, n_open),
                     None if speed_sim is None else np.repeat(speed_sim, n_open))
+        if p_model is not None and n_open:
+            # the model sets P(won before t_h); the walk keeps the timing (and later wins)
+            won = couple(won.reshape(per_draw, n_open), p_model, t_h=t_h, d0=d0, rng=rng, odds=odds_sim,
+                         group=od["stage_code"].to_numpy(np.int64)).ravel()
         p_idx = _period_index(won, pt)
         hit = p_idx >= 0
         sim = np.repeat(np.arange(per_draw), n_open)
@@ -298,6 +311,7 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         "category": cat,
         "expected_close_period": np.where(exp_per >= 0, labels[np.maximum(exp_per, 0)], None),
         "stage_win_rate": r,
+        "model_probability": p_model if p_model is not None else np.full(n_open, np.nan),
     }).sort_values(["expected_revenue", "opportunity_id"], ascending=[False, True], ignore_index=True)
     if by is None:
         deals = deals.drop(columns="group")
@@ -352,6 +366,7 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         "shock_sd_creation_rate": sig_rate, "shock_sd_win_log_odds": sig_win, "shock_sd_close_speed": sig_speed,
         "slip_rate": slip_rate(opportunities, as_of=as_of, period=period),
         "stage_win_rates": {k: float(v) for k, v in stage_win_rates(state).items()},
+        **p_info,
     }
     return ForecastResult(periods=per, funnel=funnel_table(state), deals=deals, info=info)
 

@@ -3,7 +3,8 @@
 params: out (required), by, period, periods, target, backtest (bool), from, to, every_days,
 track (bool, default True), tracking_uri. Forecast: the periods table at `out`, and
 `<stem>_funnel`, `<stem>_deals` beside it in the same format. Backtest: the rows at `out`,
-`<stem>.png` chart beside it, and `<stem>_summary` table.
+`<stem>.png` chart beside it, `<stem>_summary` table and `<stem>_calibration` (reliability
+table of the per-deal probabilities).
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
         fig = backtest_chart(bt.rows, title=f"forecast backtest ({cfg.period}, every {_every(params.get('every_days', 7))} d)")
         written = [io.write_frame(bt.rows, out, index=False),
                    io.write_frame(bt.summary, sibling(out, "_summary"), index=False),
+                   io.write_frame(bt.calibration, sibling(out, "_calibration"), index=False),
                    io.write_figure(fig, sibling(out, "", ".png"))]
         close({"chart": fig})
         for n in bt.notes:
@@ -108,13 +110,15 @@ def _fc_metrics(res: ForecastResult) -> dict[str, float]:
         for c in ("expected", "p10", "p90", "stage_weighted", "naive", "closed_won"):
             m[f"{c}.{r['period']}"] = float(r[c])
     m["open_deals"] = float(res.info.get("n_open_deals", 0))
+    if pd.notna(res.info.get("deal_model_val_auc")):
+        m["deal_model_val_auc"] = float(res.info["deal_model_val_auc"])
     return m
 
 
 def _bt_metrics(bt: BacktestResult) -> dict[str, float]:
     m = {}
     for _, r in bt.summary.iterrows():
-        for c in ("n", "mape", "bias", "coverage", "wape"):
+        for c in ("n", "mape", "bias", "coverage", "wape", "brier", "ece"):
             if pd.notna(r[c]):
                 m[f"{r['method']}.{c}"] = float(r[c])
     return m

@@ -139,8 +139,11 @@ def truncate():
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """`keyaccounts demo` on 300 synthetic customers, run once per test session through the CLI
-    from an empty folder: (DemoResult-like namespace with workdir, cwd, output text, exit code).
-    Used by the report, browser, demo and notebook tests."""
+    from an empty folder (shared by the xdist workers through a lock): namespace with workdir,
+    cwd, output text, exit code, report path and tracking URI. Used by the report, browser, demo
+    and notebook tests."""
+    import fcntl
+    import json
     import os
     from pathlib import Path
     from types import SimpleNamespace
@@ -150,14 +153,27 @@ def demo_run(tmp_path_factory):
     from keyaccounts.cli import app
 
     repo = Path(__file__).resolve().parents[1]
-    cwd, workdir = tmp_path_factory.mktemp("demo_cwd"), tmp_path_factory.mktemp("demo_work")
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--customers", "300", "--seed", "3",
-                                       "--pipeline", str(repo / "pipelines" / "demo.yaml")])
-    finally:
-        os.chdir(old)
-    return SimpleNamespace(workdir=workdir, cwd=cwd, output=res.output, exit_code=res.exit_code, repo=repo,
-                           report=workdir / "out" / "demo" / "report.html",
+    # Under xdist each worker's basetemp sits in the session's own folder: share the run there.
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    with open(root / "demo_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = root / "demo_run.json"
+        if record.is_file():
+            info = json.loads(record.read_text())
+        else:
+            cwd, workdir = root / "demo_cwd", root / "demo_work"
+            cwd.mkdir()
+            old = os.getcwd()
+            os.chdir(cwd)
+            try:
+                res = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--customers", "300", "--seed", "3",
+                                               "--pipeline", str(repo / "pipelines" / "demo.yaml")])
+            finally:
+                os.chdir(old)
+            info = {"workdir": str(workdir), "cwd": str(cwd), "output": res.output, "exit_code": res.exit_code}
+            record.write_text(json.dumps(info))
+    workdir = Path(info["workdir"])
+    return SimpleNamespace(workdir=workdir, cwd=Path(info["cwd"]), output=info["output"], exit_code=info["exit_code"],
+                           repo=repo, report=workdir / "out" / "demo" / "report.html",
                            tracking_uri=f"sqlite:///{(workdir / 'mlruns' / 'mlflow.db').as_posix()}")

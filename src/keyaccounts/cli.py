@@ -332,9 +332,11 @@ def train(
     require_as_of(p)
     loaded = _load(p, loose)
     t0 = time.perf_counter()
-    for w in step_train(loaded, p, {}, say=out_console.print):
-        out_console.print(f"exported {w}")
-    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+    from .progress import StepProgress
+    with StepProgress(out_console, total=1, title="train") as sp, sp.step("train"):
+        for w in step_train(loaded, p, {}, say=sp.say):
+            sp.wrote(w)
+    out_console.print(sp.summary(f"train: done in {time.perf_counter() - t0:.1f}s"))
 
 
 @app.command()

@@ -321,7 +321,7 @@ def train(
     as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
     pipeline: Annotated[Optional[Path], typer.Option(
         "--config", "--pipeline", "-p", help="Pipeline YAML (e.g. pipelines/train.yaml): inputs, train: settings.")] = None,
-    date_format: DateFormat = None,
+    date_format: DateFormat = None, engine: EngineOpt = None, spark_master: SparkMaster = None,
 ) -> None:
     """Retrain churn, value and deal models as of a date (snapshot protocol, time split), log every
     run to MLflow and move the 'champion' alias only when the challenger is at least as good on
@@ -330,8 +330,19 @@ def train(
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
     require_as_of(p)
-    loaded = _load(p, loose)
+    p = _with_engine(p, engine, spark_master)
     t0 = time.perf_counter()
+    if p.engine.name == "spark":
+        from .engines.spark_score import choose_engine
+        chosen, why = choose_engine(p, "training")
+        out_console.print(f"engine: {chosen} ({why})")
+        if chosen == "spark":
+            from .engines.spark_train import run_train
+            for w in run_train(p, loose_columns=loose, say=out_console.print, on_reports=print_quality):
+                out_console.print(f"exported {w}")
+            out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+            return
+    loaded = _load(p, loose)
     from .progress import StepProgress
     with StepProgress(out_console, total=1, title="train") as sp, sp.step("train"):
         for w in step_train(loaded, p, {}, say=sp.say):

@@ -1,0 +1,189 @@
+"""Distributed training: churn and value models fitted with xgboost.spark on Spark snapshots.
+
+Same snapshot protocol as train.py (cutoffs as_of - H - k*step, labels from [c, c + H), the
+latest cutoff(s) the validation fold, nothing on or after as_of read), built with the Spark
+feature families. The models are XGBoost (the local engine's churn model is a GLM on BG/NBD
+features and its value model a two-part model; those need the whole frame on one machine):
+
+- churn: SparkXGBClassifier on P(no purchase in H days), calibrated (sigmoid/isotonic) on the
+  validation fold collected to the driver, calibration metrics cross-fitted as in train.py;
+- value: SparkXGBRegressor (squared error) on net spend in H days, predictions clipped at 0.
+
+num_workers = min(engine.num_workers or cores, cores) (more workers than cores hangs). The
+fitted booster is turned into a plain xgboost sklearn estimator, so the run is logged,
+registered, gated and exported by tracking.py exactly like a local run, and `score` (either
+engine) and the exact-SHAP reasons work on it unchanged. Baselines logged: naive recency (churn
+AUC) and naive last-H-days spend (value); BG/NBD and logistic baselines need the local engine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..config import Pipeline
+from ..errors import InputError
+from .spark import SparkTables, _day, _quiet, as_feature_dtypes, spark_cores, spark_features
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+LABELS = ("churned", "future_value", "future_purchase_days", "naive_value")
+
+
+def spark_labels(txns: "DataFrame", *, cut, horizon_days: int) -> "DataFrame":
+    """Per customer with rows in [cut - H, cut + H): churned, future_value, future_purchase_days
+    (labels.customer_labels on Spark) and naive_value = net spend in [cut - H, cut)."""
+    from pyspark.sql import functions as F
+    from ..features._arrays import as_of_day
+    d0 = as_of_day(cut)
+    x = txns.select("customer_id", _day(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
+    x = x.where((F.col("day") >= d0 - horizon_days) & (F.col("day") < d0 + horizon_days))
+    win = F.col("day") >= d0
+    return x.groupBy("customer_id").agg(
+        F.sum(F.when(win, F.col("a")).otherwise(0.0)).alias("future_value"),
+        F.count_distinct(F.when(win & (F.col("a") > 0), F.col("day"))).alias("future_purchase_days"),
+        F.sum(F.when(~win, F.col("a")).otherwise(0.0)).alias("naive_value"))
+
+
+def spark_snapshots(tables: SparkTables, *, cuts: list[pd.Timestamp], horizon_days: int, features) -> "DataFrame":
+    """Stacked features + labels over the cutoffs (customers with a purchase before each)."""
+    from pyspark.sql import functions as F
+    parts = []
+    for c in cuts:
+        f = spark_features(tables, as_of=c.date(), config=features).where(F.col("frequency") > 0)
+        y = spark_labels(tables.transactions, cut=c.date(), horizon_days=horizon_days)
+        f = f.join(y, "customer_id", "left")
+        f = f.select("*", F.lit(pd.Timestamp(c)).alias("cutoff"))
+        parts.append(f)
+    out = parts[0]
+    for p_ in parts[1:]:
+        out = out.unionByName(p_)
+    return (out.withColumn("future_value", F.coalesce(F.col("future_value"), F.lit(0.0)))
+            .withColumn("naive_value", F.coalesce(F.col("naive_value"), F.lit(0.0)))
+            .withColumn("future_purchase_days", F.coalesce(F.col("future_purchase_days"), F.lit(0)).cast("long"))
+            .withColumn("churned", (F.col("future_purchase_days") == 0).cast("long")))
+
+
+def _local_estimator(spark_model, feature_names: list[str], classifier: bool):
+    """The fitted Spark booster as a plain xgboost sklearn estimator (same trees)."""
+    import xgboost as xgb
+    booster = spark_model.get_booster()
+    booster.feature_names = list(feature_names)
+    booster.feature_types = ["float"] * len(feature_names)
+    est = xgb.XGBClassifier() if classifier else xgb.XGBRegressor()
+    est.load_model(bytearray(booster.save_raw("ubj")))
+    return est
+
+
+def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
+    """Train churn and value on Spark, log/register/gate each through the tracker; returns the
+    exported champion bundles (see module docstring)."""
+    from pyspark.sql import functions as F
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+
+    from .. import plots
+    from ..models import metrics as M
+    from ..models.churn import calibrate
+    from ..snapshots import cutoffs
+    from ..train import M_rank, cross_fitted_calibration
+    from ..tracking import TrainedModel
+    from .spark_score import spark_fingerprint
+    _quiet()
+    if p.as_of is None:
+        raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
+    as_of, H, cfg = p.as_of, p.horizon_days, p.train
+    first = tables.transactions.agg(F.min(F.to_date("timestamp")).alias("d")).first()["d"]
+    if first is None:
+        raise InputError("the transactions table is empty")
+    cuts = cutoffs(as_of=as_of, horizon_days=H, step_days=cfg.step_days, max_snapshots=cfg.max_snapshots,
+                   earliest=pd.Timestamp(first), min_history_days=cfg.min_history_days)
+    if len(cuts) <= cfg.n_val_cutoffs:
+        raise InputError(f"history too short: {len(cuts)} cutoff(s) for horizon {H} d; need more than "
+                         f"{cfg.n_val_cutoffs} (lower train.step_days/min_history_days or the horizon)")
+    cores = spark_cores(spark)
+    workers = min(p.engine.num_workers or cores, cores)
+    say(f"spark training: {len(cuts)} cutoffs, xgboost.spark with {workers} workers ({cores} cores)")
+    snaps = spark_snapshots(tables, cuts=cuts, horizon_days=H, features=p.features)
+    feature_names = [c for c, t in snaps.dtypes if c not in (*LABELS, "customer_id", "cutoff")
+                     and t in ("double", "bigint", "int", "float")]
+    nan = F.lit(float("nan"))
+    snaps = snaps.select("customer_id", "cutoff", *LABELS,
+                         *[F.coalesce(F.col(c).cast("double"), nan).alias(c) for c in feature_names])
+    val_cuts = cuts[:cfg.n_val_cutoffs]
+    is_val = F.col("cutoff").isin([pd.Timestamp(c).to_pydatetime() for c in val_cuts])
+    train_df = snaps.where(~is_val).repartition(workers)
+    val = snaps.where(is_val).toPandas()
+    if val.empty or train_df.limit(1).count() == 0:
+        raise InputError("no customers with purchases at the training or validation cutoffs")
+    X_val = as_feature_dtypes(val[feature_names].astype("float64"))
+    fp = spark_fingerprint(tables)
+    params = {"as_of": str(as_of), "horizon_days": H, "step_days": cfg.step_days, "n_snapshots": len(cuts),
+              "cutoffs": ",".join(str(c.date()) for c in cuts), "validation_cutoffs": ",".join(str(c.date()) for c in val_cuts),
+              "calibration": cfg.calibration, "features": ",".join(feature_names), "engine": "spark",
+              "num_workers": workers, "spark_master": spark.sparkContext.master}
+    common = {"features_col": feature_names, "num_workers": workers, "missing": float("nan"), "random_state": 0}
+    out = []
+
+    say("training churn model (SparkXGBClassifier)")
+    cp = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, **cfg.churn_params}
+    churn_sm = SparkXGBClassifier(label_col="churned", **common, **cp).fit(train_df)
+    churn = _local_estimator(churn_sm, feature_names, classifier=True)
+    y_val = val["churned"].astype("int64")
+    raw = churn.predict_proba(X_val)[:, 1]
+    cross = cross_fitted_calibration(churn, X_val, y_val, cfg.calibration, calibrate)
+    calibrated = calibrate(churn, X_val, y_val, method=cfg.calibration)
+    m = M.classification_metrics(y_val, cross)
+    m.update({f"raw_{k}": v for k, v in M.classification_metrics(y_val, raw).items()})
+    figs = {"calibration": plots.calibration_figure(y_val, {"model (cross-fitted)": cross, "uncalibrated": raw},
+                                                    title="churn (spark): calibration"),
+            "lift": plots.lift_figure(y_val, cross, title="churn (spark): decile lift")}
+    base = {"naive_recency": {"roc_auc": M.classification_metrics(y_val, M_rank(val["recency_days"]))["roc_auc"]}}
+    out.append(TrainedModel(family="churn", horizon_days=H, model=calibrated, feature_names=feature_names,
+                            params={**params, **{f"model.{k}": v for k, v in cp.items()}}, metrics=m,
+                            baseline_metrics=base, figures=figs, input_example=X_val.head(5), data_fingerprint=fp,
+                            validation=(X_val, y_val), primary_metric="roc_auc"))
+
+    say("training value model (SparkXGBRegressor)")
+    vp = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, **cfg.value_params}
+    value_sm = SparkXGBRegressor(label_col="future_value", **common, **vp).fit(train_df)
+    value = _local_estimator(value_sm, feature_names, classifier=False)
+    v_val = val["future_value"].astype("float64")
+    pred = np.maximum(value.predict(X_val), 0.0)
+    vm = M.value_metrics(v_val, pred)
+    vb = {"naive": M.value_metrics(v_val, val["naive_value"].astype("float64"))}
+    vfigs = {"lift": plots.lift_figure(v_val, pred, title="value (spark): decile lift")}
+    out.append(TrainedModel(family="value", horizon_days=H, model=value, feature_names=feature_names,
+                            params={**params, **{f"model.{k}": v for k, v in vp.items()}}, metrics=vm,
+                            baseline_metrics=vb, figures=vfigs, input_example=X_val.head(5), data_fingerprint=fp,
+                            validation=(X_val, v_val), primary_metric="gini"))
+    written = []
+    for tm in out:
+        res = tracker.log_training(tm)
+        plots.close(tm.figures)
+        key = tm.primary_metric
+        bases = {b: mm.get(key) for b, mm in tm.baseline_metrics.items() if mm.get(key) is not None}
+        say(f"{tm.name}: v{res['version']} {key}={tm.metrics.get(key, float('nan')):.4f} "
+            f"(baselines: {', '.join(f'{b} {v:.4f}' for b, v in bases.items()) or '-'}) -> "
+            f"{'champion' if res['promoted'] else 'not promoted'}: {res['reason']}")
+        if res["promoted"]:
+            written.append(Path(tracker.models_dir) / tm.name / "model.joblib")
+    return written
+
+
+def run_train(p: Pipeline, *, loose_columns: dict[str, str], params: dict | None = None, say=print,
+              on_reports=None) -> list[Path]:
+    """The `train --engine spark` command (after choose_engine picked Spark)."""
+    from ..pipeline import _tracker
+    from .spark import load_spark_tables, session_for
+    spark = session_for(p)
+    tables = load_spark_tables(spark, p, loose_columns=loose_columns)
+    if on_reports:
+        on_reports(tables.reports)
+    if "opportunities" in p.inputs:
+        say("[yellow]deal model[/]: trained on the local engine only (deal tables are small); not retrained here")
+    tracker = _tracker(p, params or {})
+    say(f"tracking: {tracker.tracking_uri}")
+    return spark_train(spark, tables, p=p, tracker=tracker, say=say)

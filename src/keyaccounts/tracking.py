@@ -506,8 +506,8 @@ class Tracker:
                              ("gate_champion_score", decision["champion_score"])):
                     if v is not None:
                         mlflow.log_metric(k, v)
-            if decision["promoted"]:
-                self.export_bundle(name, version)
+                if decision["promoted"]:  # inside the run: interrupted here, the run is KILLED
+                    self.export_bundle(name, version)
         return {"run_id": run_id, "version": version, **decision}
 
     def _log_model(self, mlflow, tm: TrainedModel) -> str:

@@ -1,0 +1,96 @@
+"""Runs killed midway (SIGINT / SIGTERM, real subprocesses): exit 130 / 143, no traceback,
+no temp files, earlier outputs byte-identical, registry aliases and bundles as before (a step
+that had finished before the signal may have completed, consistently), MLflow run KILLED."""
+from __future__ import annotations
+
+import pytest
+from robust_support import (
+    INPUTS, SIGNALS, aliases, bundle, bundle_consistent, ka, run_statuses, signal_midway, temp_files,
+    trained_workspace)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return trained_workspace(tmp_path_factory.mktemp("interrupt"))
+
+
+@pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_train_killed_while_logging_the_value_model(ws, sig, code):
+    before_alias, before_value = aliases(ws), bundle(ws, "value-90d")
+    # The churn model is logged (and, being as good, promoted) first; the signal lands just
+    # after MLflow registered the new value version, while the run is gated and tagged.
+    rc, out = signal_midway(ws, ["train", *INPUTS], "of model 'value-90d'", sig)
+    assert rc == code, out
+    assert "Traceback" not in out and ("terminated" if code == 143 else "interrupted") in out
+    assert temp_files(ws) == []
+    assert aliases(ws)["value-90d"] == before_alias["value-90d"]
+    assert bundle(ws, "value-90d") == before_value
+    assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED", run_statuses(ws, "keyaccounts-value")
+    # the finished churn step is whole: its bundle is the registry's champion
+    assert bundle_consistent(ws, "churn-90d")["version"] == aliases(ws)["churn-90d"]
+
+
+@pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_score_killed_midway_keeps_the_earlier_output(ws, sig, code):
+    out_file = ws / "out" / "scores.csv"
+    if not out_file.exists():
+        res = ka(ws, "score", *INPUTS, "--out", "out/scores.csv", "--reasons", "none")
+        assert res.returncode == 0, res.stdout
+    earlier, before_alias = out_file.read_bytes(), aliases(ws)
+    rc, out = signal_midway(ws, ["score", *INPUTS, "--out", "out/scores.csv", "--top", "3"], "data quality", sig)
+    assert rc == code, out
+    assert "Traceback" not in out
+    assert out_file.read_bytes() == earlier
+    assert temp_files(ws) == [] and aliases(ws) == before_alias
+
+
+def test_forecast_and_report_killed_midway_keep_earlier_outputs(ws):
+    for args, marker, outs in (
+            (["forecast", "--opportunities", "d/opportunities.csv", "--stage-history", "d/stage_history.csv",
+              "--as-of", "2025-10-01", "--tracking-uri", "sqlite:///mlruns/mlflow.db", "--out", "out/fc.csv"],
+             "data quality", ["out/fc.csv", "out/fc_funnel.csv", "out/fc_deals.csv"]),
+            (["report", *INPUTS, "--out", "out/report.html"], "scoring accounts", ["out/report.html"])):
+        for o in outs:
+            (ws / o).parent.mkdir(exist_ok=True)
+            (ws / o).write_text("earlier output\n")
+        for sig, code in SIGNALS:
+            rc, out = signal_midway(ws, args, marker, sig)
+            assert rc == code, out
+            assert "Traceback" not in out
+            for o in outs:
+                assert (ws / o).read_text() == "earlier output\n", o
+            assert temp_files(ws) == []
+
+
+def test_interrupt_after_promotion_puts_the_champion_alias_back(ws, monkeypatch):
+    """Deterministic version of the race above: the challenger has been promoted and the
+    interrupt hits while its bundle is exported -> alias back on the old champion, run KILLED,
+    old bundle untouched."""
+    import joblib
+
+    from keyaccounts.tracking import Tracker, TrainedModel
+    monkeypatch.chdir(ws)
+    before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
+    card = bundle_consistent(ws, "value-90d")
+    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+
+    promoted = []
+
+    def interrupted(name, version):
+        promoted.append(version)  # export comes after the alias moved to the new version
+        assert aliases(ws)["value-90d"] == str(version) != before_alias["value-90d"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracker, "export_bundle", interrupted)
+    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
+                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
+                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_training(tm)
+    assert promoted
+    assert aliases(ws)["value-90d"] == before_alias["value-90d"]
+    assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
+    assert bundle(ws, "value-90d") == before_bundle

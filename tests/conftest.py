@@ -177,3 +177,8 @@ def demo_run(tmp_path_factory):
     return SimpleNamespace(workdir=workdir, cwd=Path(info["cwd"]), output=info["output"], exit_code=info["exit_code"],
                            repo=repo, report=workdir / "out" / "demo" / "report.html",
                            tracking_uri=f"sqlite:///{(workdir / 'mlruns' / 'mlflow.db').as_posix()}")
+
+
+# The trained workspace of the robustness tests (interrupt, concurrency, model mismatch),
+# defined once here so that their modules share one training per session.
+from robust_support import ws  # noqa: E402,F401

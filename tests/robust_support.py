@@ -14,6 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 KA = str(Path(sys.executable).parent / "keyaccounts")
 ENV = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KEYACCOUNTS_DEBUG")}
 ENV.update(PYTHONUNBUFFERED="1", NO_COLOR="1")
@@ -34,6 +36,12 @@ def trained_workspace(root: Path) -> Path:
     res = ka(root, "train", *INPUTS)
     assert res.returncode == 0, res.stdout
     return root
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory):
+    """One trained workspace per test session (worker); import it into a test module to use it."""
+    return trained_workspace(tmp_path_factory.mktemp("robust"))
 
 
 def signal_midway(root: Path, args: list[str], marker: str, sig: int, timeout: float = 300) -> tuple[int, str]:

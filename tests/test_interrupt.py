@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import pytest
 from robust_support import (
-    INPUTS, SIGNALS, aliases, bundle, bundle_consistent, ka, run_statuses, signal_midway, temp_files,
-    trained_workspace)
+    INPUTS, SIGNALS, aliases, bundle, bundle_consistent, ka, run_statuses, signal_midway, temp_files)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    return trained_workspace(tmp_path_factory.mktemp("interrupt"))
 
 
 @pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])

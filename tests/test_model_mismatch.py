@@ -38,7 +38,8 @@ def test_score_without_mlflow_uses_the_checked_bundles(copy):
     text = " ".join(res.stdout.split())
     assert "tracking store" in text and "unavailable" in text and "scoring from the models/ bundles" in text
     s = pd.read_csv(copy / "out" / "s.csv")
-    assert len(s) > 100 and (s["churn_model_version"] == "churn-90d/v1").all()
+    card = json.loads((copy / "models" / "churn-90d" / "card.json").read_text())
+    assert len(s) > 100 and (s["churn_model_version"] == f"churn-90d/v{card['version']}").all()
 
 
 def test_train_with_the_store_unreachable_is_refused_before_training(copy):

@@ -316,8 +316,9 @@ class ForecastConfig(_Strict):
     shock_window_days: int = Field(30, gt=0, description="window length for the shock sizes")
     shock_windows: int = Field(12, ge=3, description="windows (before as_of) the shock sizes are measured on")
     probability: Literal["stage", "model", "auto"] = Field(
-        "stage", description="P(won) per open deal: stage = empirical stage exits; model = the calibrated deal-close "
-                             "model trained as of as_of (refused -> stage, said in info); auto = model when trainable")
+        "auto", description="P(won) per open deal: stage = empirical stage exits; model = the calibrated deal-close "
+                            "model trained as of as_of (a forecast refuses when it cannot be trained); auto = model "
+                            "when trainable, else stage (said in info). Default chosen by the Maven backtest (README)")
     model_horizon_days: int = Field(90, gt=0, description="deal model label window: P(won within this many days)")
     model_features: list[str] | None = Field(
         None, description="deal-model features (models.deal.NUMERIC_FEATURES names); None = all")

@@ -1,6 +1,8 @@
 """Training protocol: time split, no leakage, MLflow runs, champion gating, scoring end to end."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,6 +78,10 @@ def test_cli_synth_train_score_models(tmp_path, monkeypatch):
     res = runner.invoke(app, ["score", *args, "--out", "out/scores2.csv", "--from-bundle"])
     assert res.exit_code == 0, res.output
     pd.testing.assert_frame_equal(s, pd.read_csv("out/scores2.csv"))
+    # the deal model too (its card lists the columns it takes, not its one-hot names)
+    card = json.loads((tmp_path / "models" / "deal-90d" / "card.json").read_text())
+    assert "stage_at_as_of" in card["feature_names"], card["feature_names"]
+    pd.testing.assert_frame_equal(d, pd.read_csv("out/scores2_deals.csv"))
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0 and "churn-90d" in res.output and "champion" in res.output
     # a different horizon coexists

@@ -143,12 +143,14 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
               txns=tables.transactions, owner_prior=p.features.owner_win_rate_prior)
     name = model_name("deal", horizon_days)
     model, card = _load(tracker, name, prefer)
+    fitted = getattr(model, "feature_names_in_", None)
+    X = _check_features(name, {**card, "feature_names": list(map(str, fitted))}, d) if fitted is not None else d
     out = d[["customer_id", "owner", "stage_at_as_of", "amount"]].copy()
-    out["close_probability"] = model.predict_proba(d)[:, 1] if len(d) else np.zeros(0)
+    out["close_probability"] = model.predict_proba(X)[:, 1] if len(d) else np.zeros(0)
     out["expected_revenue"] = out["close_probability"] * out["amount"].fillna(0.0)
     if len(d) and parse_reasons(reasons)[0] != "none" and not card.get("refused_reason"):
         try:
-            r = explain_accounts(model, d, d, n=3, kind="deal")
+            r = explain_accounts(model, X, d, n=3, kind="deal")
             out["reasons_up"], out["reasons_down"] = r["reasons_up"], r["reasons_down"]
         except ValueError:  # the stage-rate fallback has no per-feature contributions
             pass

@@ -207,7 +207,10 @@ def train_deal(tables: Tables, *, as_of: dt.date, horizon_days: int, cfg: TrainC
             metrics.update(_importance_metrics(imp))
     example = r.X_val.head(5) if r.X_val is not None else None
     tm = TrainedModel(
-        family="deal", horizon_days=horizon_days, model=r.model, feature_names=r.feature_names,
+        # the card lists the columns the model takes (as for the customer models), not the
+        # one-hot names inside it: bundle checks and champion gating select by these
+        family="deal", horizon_days=horizon_days, model=r.model,
+        feature_names=[str(c) for c in getattr(r.model, "feature_names_in_", r.feature_names)],
         params={"as_of": str(as_of), "horizon_days": horizon_days,
                 "cutoffs": ",".join(str(c.date()) for c in r.cutoffs), "refused_reason": r.refused_reason or "",
                 "model_kind": "stage_rate_baseline" if r.refused_reason else "xgboost", "metrics_note": r.metrics_note},

@@ -180,3 +180,128 @@ def test_spark_bad_input_exits_2_naming_file_and_column(spark, tmp_path):
     assert r.exit_code == 2, r.output
     assert "amount" in r.output and "could not be read as numbers" in r.output
     assert not (tmp_path / "f.parquet").exists()
+
+
+def test_small_inputs_stay_on_the_local_engine(tmp_path):
+    """train/score --engine spark: below engine.spark_min_rows the local engine runs (no JVM)."""
+    from keyaccounts.config import EngineConfig, InputSpec, Pipeline
+    from keyaccounts.engines.spark_score import choose_engine, estimate_rows
+    t = pd.DataFrame({"customer_id": ["1", "2", "3"], "timestamp": pd.to_datetime(["2024-01-01"] * 3),
+                      "amount": [1.0, 2.0, 3.0]})
+    t.to_csv(tmp_path / "t.csv", index=False)
+    t.to_csv(tmp_path / "t.csv.gz", index=False)
+    t.to_parquet(tmp_path / "t.parquet")
+    assert [estimate_rows(str(tmp_path / n)) for n in ("t.csv", "t.csv.gz", "t.parquet")] == [3, 3, 3]
+    assert estimate_rows("s3://bucket/txns/") is None
+    p = Pipeline(inputs={"transactions": InputSpec(path=str(tmp_path / "t.parquet"))},
+                 engine=EngineConfig(name="spark", spark_min_rows=4))
+    engine, why = choose_engine(p, "training")
+    assert engine == "local" and "3 transaction rows < engine.spark_min_rows 4" in why
+    assert choose_engine(p.model_copy(update={"engine": EngineConfig(name="spark", spark_min_rows=3)}), "x")[0] == "spark"
+    assert choose_engine(p.model_copy(update={"engine": EngineConfig()}), "x") == ("local", "default engine")
+
+
+def _register(tracker, family: str, model, X: pd.DataFrame, y: pd.Series):
+    from keyaccounts.tracking import TrainedModel
+    tm = TrainedModel(family=family, horizon_days=90, model=model, feature_names=list(X.columns), params={},
+                      metrics={}, baseline_metrics={}, figures={}, input_example=X.head(3), data_fingerprint="test",
+                      validation=None, primary_metric="roc_auc" if family == "churn" else "gini")
+    return tracker.log_training(tm)
+
+
+@pytest.mark.slow
+def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
+    """Champions applied with mapInPandas: same probabilities, values, tiers, ranks and reasons
+    as the local batch predictor; Parquet partitioned by owner."""
+    import xgboost as xgb
+    from keyaccounts.config import EngineConfig, InputSpec, Pipeline
+    from keyaccounts.engines.spark import load_spark_tables
+    from keyaccounts.engines.spark_score import spark_score
+    from keyaccounts.pipeline import load_inputs
+    from keyaccounts.score import score_accounts
+    from keyaccounts.synth import synthesize
+    from keyaccounts.tracking import Tracker
+    monkeypatch.chdir(tmp_path)
+    s = synthesize(n_customers=200, seed=4, start="2023-01-01", end="2025-06-30")
+    for n in ("transactions", "customers", "invoices"):
+        getattr(s, n).to_parquet(tmp_path / f"{n}.parquet")
+    as_of = "2025-03-01"
+    p = Pipeline(as_of=as_of, horizon_days=90, engine=EngineConfig(name="spark", spark_min_rows=0),
+                 inputs={n: InputSpec(path=str(tmp_path / f"{n}.parquet")) for n in ("transactions", "customers", "invoices")})
+    loaded = load_inputs(p)
+    f = build_features(loaded.tables, as_of=as_of)
+    f = f[f["frequency"] > 0]
+    X = f.select_dtypes("number")
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", models_dir=tmp_path / "models")
+    y = (X["recency_days"] > 60).astype(int)
+    _register(tracker, "churn", xgb.XGBClassifier(n_estimators=15, max_depth=3).fit(X, y), X, y)
+    v = X["spend_90d"].clip(lower=0)
+    _register(tracker, "value", xgb.XGBRegressor(n_estimators=15, max_depth=3).fit(X, v), X, v)
+    local, _ = score_accounts(loaded.tables, as_of=p.as_of, horizon_days=90, p=p, tracker=tracker, by="owner")
+    tables = load_spark_tables(spark, p)
+    spark_score(spark, tables, p=p, tracker=tracker, out=tmp_path / "scores.parquet", by="owner", say=lambda m: None)
+    assert (tmp_path / "scores.parquet").is_dir() and any((tmp_path / "scores.parquet").glob("owner=*"))
+    other = pd.read_parquet(tmp_path / "scores.parquet")
+    other = other.set_index(other["customer_id"].astype("str")).loc[local.index.astype("str")]
+    assert len(other) == len(local)
+    for c in local.columns:
+        if c in ("p_alive", "expected_purchases", "btyd_value"):
+            continue  # BG/NBD columns: local engine only
+        a, b = local[c], other[c]
+        if pd.api.types.is_numeric_dtype(a):
+            np.testing.assert_allclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=c)
+        elif c != "as_of":
+            x, y = a.astype("str").fillna(""), b.astype("str").fillna("")
+            if c.endswith(("reasons_up", "reasons_down")):
+                # same reasons in the same order; a rounded amount may differ by its last digit when
+                # the value sits on a .5 boundary (sums differ by ~1e-12 between the engines)
+                assert (x == y).mean() > 0.98, c
+                x, y = x.str.replace(r"[\d,.]+", "#", regex=True), y.str.replace(r"[\d,.]+", "#", regex=True)
+            bad = x.to_numpy() != y.to_numpy()
+            assert not bad.any(), (c, list(zip(x[bad][:3], y[bad][:3])), bad.sum())
+    assert ((other["churn_reasons_up"] != "") | (other["churn_reasons_down"] != "")).all()
+
+
+@pytest.mark.slow
+def test_spark_training_registers_champions_the_local_scorer_can_use(spark, tmp_path):
+    """xgboost.spark on Spark snapshots -> plain xgboost estimators with the same predictions,
+    logged and promoted through tracking.py."""
+    from keyaccounts.config import EngineConfig, InputSpec, Pipeline, TrainConfig
+    from keyaccounts.engines.spark import load_spark_tables
+    from keyaccounts.engines.spark_train import spark_train
+    from keyaccounts.synth import synthesize
+    from keyaccounts.tracking import Tracker
+    s = synthesize(n_customers=200, seed=6, start="2023-01-01", end="2025-06-30")
+    s.transactions.to_parquet(tmp_path / "t.parquet")
+    small = {"n_estimators": 10, "max_depth": 3}
+    p = Pipeline(as_of="2025-06-01", horizon_days=60, engine=EngineConfig(name="spark", spark_min_rows=0, num_workers=8),
+                 inputs={"transactions": InputSpec(path=str(tmp_path / "t.parquet"))},
+                 train=TrainConfig(max_snapshots=3, step_days=30, churn_params=small, value_params=small))
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", models_dir=tmp_path / "models")
+    said = []
+    written = spark_train(spark, load_spark_tables(spark, p), p=p, tracker=tracker, say=said.append)
+    assert {w.parent.name for w in written} == {"churn-60d", "value-60d"}
+    assert any("xgboost.spark with 2 workers (2 cores)" in m for m in said)  # num_workers capped at the cores
+    model, card = tracker.load_champion("churn-60d", prefer="bundle")
+    assert card["feature_names"] and "recency_days" in card["feature_names"]
+    X = build_features(Tables(s.transactions), as_of="2025-06-01")
+    X = X[X["frequency"] > 0][card["feature_names"]].astype("float64")
+    prob = model.predict_proba(X)[:, 1]
+    assert prob.shape == (len(X),) and ((prob >= 0) & (prob <= 1)).all() and prob.std() > 0
+
+
+@pytest.mark.slow
+def test_spark_booster_becomes_the_same_local_estimator(spark):
+    """The model registered after Spark training predicts what the Spark model predicts."""
+    from xgboost.spark import SparkXGBRegressor
+    from keyaccounts.engines.spark_train import _local_estimator
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    df.loc[::7, "b"] = np.nan
+    df["y"] = 2 * df["a"] - df["b"].fillna(0) + rng.normal(scale=0.1, size=300)
+    sdf = spark.createDataFrame(df)
+    m = SparkXGBRegressor(features_col=["a", "b"], label_col="y", num_workers=1, n_estimators=8,
+                          missing=float("nan")).fit(sdf)
+    spark_pred = m.transform(sdf).select("prediction").toPandas()["prediction"].to_numpy()
+    local = _local_estimator(m, ["a", "b"], classifier=False)
+    np.testing.assert_allclose(local.predict(df[["a", "b"]]), spark_pred, rtol=1e-6, atol=1e-6)

@@ -323,18 +323,24 @@ def load_spark_tables(spark: "SparkSession", p: Pipeline, *, loose_columns: dict
     (opportunities and stage history are refused: deal work stays on the local engine)."""
     if "transactions" not in p.inputs:
         raise InputError("a transactions file is required (--transactions or inputs.transactions)")
-    frames, reports = {}, []
+    from ..schemas import SPECS
+    frames, reports, used = {}, [], set()
     for name in SPARK_TABLES:
         spec = p.inputs.get(name)
         if spec is None:
             continue
         raw = read_source(spark, spec.path, spec)
-        from ..schemas import SPECS
         loose = {k: v for k, v in (loose_columns or {}).items() if v in raw.columns and k in SPECS[name].all_columns}
+        used |= set(loose)
         df, rep = canonical_table(raw, name, file=spec.path, mapping={**spec.columns, **loose},
                                   quality=p.quality, date_format=spec.read.date_format)
         frames[name] = df
         reports.append(rep)
+    unused = [k for k in (loose_columns or {}) if k not in used]
+    if unused:
+        k = unused[0]
+        raise InputError(f"--columns maps '{k}' to '{loose_columns[k]}', but no input file has a column "
+                         f"'{loose_columns[k]}'", column=loose_columns[k])
     return SparkTables(reports=reports, **frames)
 
 

@@ -132,7 +132,7 @@ class EngineConfig(_Strict):
     shuffle_partitions: int | None = Field(None, gt=0, description="spark.sql.shuffle.partitions (default: 4 x cores)")
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings, e.g. driver memory")
     spark_min_rows: int = Field(
-        5_000_000, ge=0, description="train/score: with fewer transaction rows the local engine is used (it is faster)")
+        20_000_000, ge=0, description="train/score: with fewer transaction rows the local engine is used (it is faster)")
     num_workers: int | None = Field(None, gt=0, description="xgboost.spark workers; default and cap: Spark's cores")
     reasons_background_rows: int = Field(
         50_000, gt=0, description="spark score: accounts sampled as the linear-SHAP background (exact when fewer)")

@@ -305,3 +305,28 @@ def test_spark_booster_becomes_the_same_local_estimator(spark):
     spark_pred = m.transform(sdf).select("prediction").toPandas()["prediction"].to_numpy()
     local = _local_estimator(m, ["a", "b"], classifier=False)
     np.testing.assert_allclose(local.predict(df[["a", "b"]]), spark_pred, rtol=1e-6, atol=1e-6)
+
+
+def test_folder_outputs_replace_atomically(tmp_path):
+    """io.write_directory (Spark's Parquet part files): replaces a file or folder of that name;
+    an interrupted write leaves the previous output and no temp folder."""
+    from keyaccounts.io import write_directory
+    out = tmp_path / "f.parquet"
+    out.write_text("an older single-file output")
+
+    def write(tmp):
+        tmp.mkdir()
+        (tmp / "part-0.parquet").write_text("new")
+
+    write_directory(out, write)
+    assert [p.name for p in out.iterdir()] == ["part-0.parquet"]
+
+    def broken(tmp):
+        tmp.mkdir()
+        (tmp / "part-0.parquet").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_directory(out, broken)
+    assert (out / "part-0.parquet").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]

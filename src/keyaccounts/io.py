@@ -326,14 +326,20 @@ def write_directory(path: str | Path, write: Callable[[Path], None]) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     old = p.with_name(f".{p.name}.old")
+
+    def remove(q: Path) -> None:
+        if q.is_dir() and not q.is_symlink():
+            shutil.rmtree(q, ignore_errors=True)
+        else:
+            q.unlink(missing_ok=True)
     try:
         shutil.rmtree(tmp)  # the writer creates it
         write(tmp)
         if p.exists() or p.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(p, old)
+            remove(old)
+            os.replace(p, old)  # a previous file or folder of that name
         os.replace(tmp, p)
-        shutil.rmtree(old, ignore_errors=True)
+        remove(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ AUC) and naive last-H-days spend (value); BG/NBD and logistic baselines need the
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,7 +125,9 @@ def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
               "cutoffs": ",".join(str(c.date()) for c in cuts), "validation_cutoffs": ",".join(str(c.date()) for c in val_cuts),
               "calibration": cfg.calibration, "features": ",".join(feature_names), "engine": "spark",
               "num_workers": workers, "spark_master": spark.sparkContext.master}
-    common = {"features_col": feature_names, "num_workers": workers, "missing": float("nan"), "random_state": 0}
+    common = {"features_col": feature_names, "num_workers": workers, "missing": float("nan"), "random_state": 0,
+              "verbose": False}  # no per-round evaluation lines in the CLI output
+    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
     out = []
 
     say("training churn model (SparkXGBClassifier)")

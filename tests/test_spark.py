@@ -215,8 +215,6 @@ def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
     as the local batch predictor; Parquet partitioned by owner."""
     import xgboost as xgb
     from keyaccounts.config import EngineConfig, InputSpec, Pipeline
-    from keyaccounts.engines.spark import load_spark_tables
-    from keyaccounts.engines.spark_score import spark_score
     from keyaccounts.pipeline import load_inputs
     from keyaccounts.score import score_accounts
     from keyaccounts.synth import synthesize
@@ -238,8 +236,14 @@ def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
     v = X["spend_90d"].clip(lower=0)
     _register(tracker, "value", xgb.XGBRegressor(n_estimators=15, max_depth=3).fit(X, v), X, v)
     local, _ = score_accounts(loaded.tables, as_of=p.as_of, horizon_days=90, p=p, tracker=tracker, by="owner")
-    tables = load_spark_tables(spark, p)
-    spark_score(spark, tables, p=p, tracker=tracker, out=tmp_path / "scores.parquet", by="owner", say=lambda m: None)
+    (tmp_path / "p.yaml").write_text("engine:\n  spark_min_rows: 0\n")
+    r = runner.invoke(app, ["score", "-p", str(tmp_path / "p.yaml"), "--engine", "spark", "--by", "owner",
+                            "--as-of", as_of, "--horizon-days", "90", "--tracking-uri", tracker.tracking_uri,
+                            "--out", str(tmp_path / "scores.parquet"),
+                            *[a for n in ("transactions", "customers", "invoices")
+                              for a in ((f"--{n}" if n != "transactions" else "-t"), str(tmp_path / f"{n}.parquet"))]])
+    assert r.exit_code == 0, r.output
+    assert "engine: spark (" in r.output and "partitioned by owner" in r.output
     assert (tmp_path / "scores.parquet").is_dir() and any((tmp_path / "scores.parquet").glob("owner=*"))
     other = pd.read_parquet(tmp_path / "scores.parquet")
     other = other.set_index(other["customer_id"].astype("str")).loc[local.index.astype("str")]
@@ -263,26 +267,26 @@ def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_spark_training_registers_champions_the_local_scorer_can_use(spark, tmp_path):
-    """xgboost.spark on Spark snapshots -> plain xgboost estimators with the same predictions,
-    logged and promoted through tracking.py."""
-    from keyaccounts.config import EngineConfig, InputSpec, Pipeline, TrainConfig
-    from keyaccounts.engines.spark import load_spark_tables
-    from keyaccounts.engines.spark_train import spark_train
+def test_spark_training_registers_champions_the_local_scorer_can_use(spark, tmp_path, monkeypatch):
+    """train --engine spark: xgboost.spark on Spark snapshots, num_workers capped at the cores,
+    logged, promoted and exported through tracking.py as models the local scorer loads."""
     from keyaccounts.synth import synthesize
     from keyaccounts.tracking import Tracker
+    monkeypatch.chdir(tmp_path)
     s = synthesize(n_customers=200, seed=6, start="2023-01-01", end="2025-06-30")
     s.transactions.to_parquet(tmp_path / "t.parquet")
-    small = {"n_estimators": 10, "max_depth": 3}
-    p = Pipeline(as_of="2025-06-01", horizon_days=60, engine=EngineConfig(name="spark", spark_min_rows=0, num_workers=8),
-                 inputs={"transactions": InputSpec(path=str(tmp_path / "t.parquet"))},
-                 train=TrainConfig(max_snapshots=3, step_days=30, churn_params=small, value_params=small))
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", models_dir=tmp_path / "models")
-    said = []
-    written = spark_train(spark, load_spark_tables(spark, p), p=p, tracker=tracker, say=said.append)
-    assert {w.parent.name for w in written} == {"churn-60d", "value-60d"}
-    assert any("xgboost.spark with 2 workers (2 cores)" in m for m in said)  # num_workers capped at the cores
-    model, card = tracker.load_champion("churn-60d", prefer="bundle")
+    (tmp_path / "p.yaml").write_text(
+        "engine: {spark_min_rows: 0, num_workers: 8}\n"
+        "train: {max_snapshots: 3, step_days: 30, churn_params: {n_estimators: 10, max_depth: 3},"
+        " value_params: {n_estimators: 10, max_depth: 3}}\n")
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    r = runner.invoke(app, ["train", "-p", str(tmp_path / "p.yaml"), "-t", str(tmp_path / "t.parquet"),
+                            "--as-of", "2025-06-01", "--horizon-days", "60", "--tracking-uri", uri, "--engine", "spark"])
+    assert r.exit_code == 0, r.output
+    assert "engine: spark (" in r.output
+    assert "xgboost.spark with 2 workers (2 cores)" in r.output  # num_workers capped at the cores
+    assert "churn-60d: v1 roc_auc=" in r.output and "value-60d: v1 gini=" in r.output
+    model, card = Tracker(uri, models_dir=tmp_path / "models").load_champion("churn-60d", prefer="bundle")
     assert card["feature_names"] and "recency_days" in card["feature_names"]
     X = build_features(Tables(s.transactions), as_of="2025-06-01")
     X = X[X["frequency"] > 0][card["feature_names"]].astype("float64")

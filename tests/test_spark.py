@@ -55,10 +55,6 @@ def test_unknown_engine_is_bad_input(tmp_path):
 
 # --------------------------------------------------------------------------- Spark
 
-needs_spark = pytest.mark.skipif(spark_unavailable_reason() is not None,
-                                 reason=f"Spark engine unavailable: {spark_unavailable_reason()}")
-
-
 @pytest.fixture(scope="session")
 def spark():
     if spark_unavailable_reason():

@@ -18,7 +18,6 @@ Sums are in double precision in a different order than numpy's, so money columns
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import sys
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from ..config import FeatureConfig, InputSpec, Pipeline, QualityConfig

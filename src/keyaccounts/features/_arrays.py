@@ -142,6 +142,8 @@ def frame(ids: pd.Index, keep: np.ndarray, columns: dict[str, np.ndarray]) -> pd
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, NaN where den <= 0 or undefined."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    """num / den, NaN where den <= 0 or undefined, or where the quotient overflows (a
+    near-zero denominator): features are finite or NaN, never inf."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = num / np.where(den > 0, den, 1.0)
+        return np.where((den > 0) & np.isfinite(q), q, np.nan)

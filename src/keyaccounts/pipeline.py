@@ -43,12 +43,19 @@ def resolve_loose_columns(raws: dict[str, pd.DataFrame], files: dict[str, str],
 
 
 def load_inputs(p: Pipeline, *, loose_columns: dict[str, str] | None = None,
-                on_table: Callable[[str], None] | None = None, require: tuple[str, ...] = ("transactions",)) -> Loaded:
-    """Read, map, validate every input of the pipeline; the `require`d tables must be given."""
+                on_table: Callable[[str], None] | None = None, require: tuple[str, ...] = ("transactions",),
+                on_read: Callable[[str, str], None] | None = None) -> Loaded:
+    """Read, map, validate every input of the pipeline; the `require`d tables must be given.
+    `on_read(table, path)` is called before each file is read, `on_table(table)` before each
+    table is validated."""
     for name in require:
         if name not in p.inputs:
             raise InputError(f"a {name} file is required (--{name.replace('_', '-')} or inputs.{name})")
-    raws = {name: io.read_frame(spec.path, spec.read) for name, spec in p.inputs.items()}
+    raws = {}
+    for name, spec in p.inputs.items():
+        if on_read:
+            on_read(name, spec.path)
+        raws[name] = io.read_frame(spec.path, spec.read)
     files = {n: s.path for n, s in p.inputs.items()}
     extra = resolve_loose_columns(raws, files, loose_columns or {})
     frames: dict[str, pd.DataFrame] = {}
@@ -76,9 +83,10 @@ def require_as_of(p: Pipeline) -> dt.date:
     return p.as_of
 
 
-def customer_features(loaded: Loaded, p: Pipeline) -> pd.DataFrame:
+def customer_features(loaded: Loaded, p: Pipeline, *, on_family=None) -> pd.DataFrame:
+    """build_features at p.as_of with an as_of column first; `on_family`: its progress callback."""
     as_of = require_as_of(p)
-    f = build_features(loaded.tables, as_of=as_of, config=p.features)
+    f = build_features(loaded.tables, as_of=as_of, config=p.features, progress=on_family)
     f.insert(0, "as_of", pd.Timestamp(as_of))
     return f
 
@@ -94,13 +102,19 @@ def deal_features(loaded: Loaded, p: Pipeline) -> pd.DataFrame:
     return f
 
 
-def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None) -> list[Path]:
     """Write customer features to params['out'] and, when given, deal features to params['deals_out']."""
     if not params.get("out"):
         raise InputError("features step needs 'out: PATH'")
-    written = [io.write_frame(customer_features(loaded, p), params["out"])]
+    say("building customer features")
+    f = customer_features(loaded, p, on_family=on_family)
+    say(f"writing {len(f):,} customers to {params['out']}")
+    written = [io.write_frame(f, params["out"])]
     if params.get("deals_out"):
-        written.append(io.write_frame(deal_features(loaded, p), params["deals_out"]))
+        say("building deal features")
+        d = deal_features(loaded, p)
+        say(f"writing {len(d):,} open deals to {params['deals_out']}")
+        written.append(io.write_frame(d, params["deals_out"]))
     return written
 
 
@@ -144,8 +158,14 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
             say(f"[yellow]deal model refused[/]: {r.refused_reason} -> stage-rate baseline registered instead")
         if tm is not None:
             tms.append(tm)
-    written = []
+    return log_trained(tracker, tms, say=say)
+
+
+def log_trained(tracker, tms: list, *, say=print) -> list[Path]:
+    """Log, register and gate each TrainedModel (either engine); say the metric against the
+    baselines and the gate's verdict; returns the exported champion bundles."""
     from . import plots
+    written = []
     for tm in tms:
         res = tracker.log_training(tm)
         plots.close(tm.figures)
@@ -159,7 +179,7 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
     return written
 
 
-def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None) -> list[Path]:
     """Ranked account (and open-deal) lists with the champions, tiers and reasons; written
     atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
     by (owner|region), top."""
@@ -180,19 +200,23 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
         say(f"[yellow]warning[/]: {e.message}; scoring from the models/ bundles, the run is not logged")
         opts["prefer"] = "bundle"
     accounts, versions = score_accounts(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                        tracker=tracker, rank_by=params.get("rank_by", "composite_score"), **opts)
+                                        tracker=tracker, rank_by=params.get("rank_by", "composite_score"),
+                                        say=say, on_family=on_family, **opts)
     deals_df = None
     if loaded.tables.opportunities is not None:
         deals_df, dv = score_deals(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                   tracker=tracker, **opts)
+                                   tracker=tracker, say=say, **opts)
         versions.update(dv)
+    say(f"writing {len(accounts):,} accounts to {params['out']}")
     written = [io.write_frame(accounts, params["out"], sheets_by=by)]
     if deals_df is not None:
         out = Path(params["out"])
         deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
+        say(f"writing {len(deals_df):,} open deals to {deals_out}")
         written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None))
     counts = {"accounts": len(accounts), "deals": 0 if deals_df is None else len(deals_df)}
     if tracker.unavailable is None:
+        say(f"logging the score run to {tracker.tracking_uri}")
         try:
             tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
                                   model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts))

@@ -67,6 +67,13 @@ def btyd_baseline(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Ind
     expected_purchases over the horizon, expected spend per purchase, btyd_value = expected
     purchases x spend."""
     s = btyd_summary(txns, as_of=as_of, time_unit_days=time_unit_days)
+    return btyd_from_summary(s, horizon_days=horizon_days, index=index, time_unit_days=time_unit_days)
+
+
+def btyd_from_summary(s: pd.DataFrame, *, horizon_days: int, index: pd.Index,
+                      time_unit_days: float = 7.0) -> pd.DataFrame:
+    """btyd_baseline from a btyd_summary frame (built by either engine): fit on every row of
+    `s`, evaluate for `index`."""
     bg = BGNBD().fit(s["frequency"], s["recency"], s["T"])
     gg = GammaGamma().fit(s["frequency"], s["monetary_value"])
     s = s.reindex(index)

@@ -13,8 +13,10 @@
    accounts: the whole population when it is smaller, so then identical to the local engine);
 5. Parquet written by the executors, partitioned by --by (else owner and region when known).
 
-Not on Spark (say so, use the local engine): BG/NBD p_alive / expected_purchases columns and the
-open-deal list. Workers need keyaccounts installed (the models' classes are unpickled there).
+BG/NBD p_alive / expected_purchases / btyd_value: (x, t_x, T, m_x) aggregated per customer on
+Spark (spark_btyd_summary), BG/NBD and Gamma-Gamma fitted and evaluated on the driver with the
+local engine's code (train.btyd_from_summary) inside step 3's narrow frame. Not on Spark (say
+so, use the local engine): the open-deal list. Workers need keyaccounts installed (the models' classes are unpickled there).
 """
 from __future__ import annotations
 
@@ -59,6 +61,37 @@ def spark_fingerprint(tables: SparkTables) -> str:
                    F.sum(F.xxhash64(*[F.col(c) for c in cols]).cast("decimal(38,0)")).alias("s")).first()
         h.update(json.dumps([name, int(r["n"]), str(r["s"]), [(c, t) for c, t in sorted(df.dtypes)]]).encode())
     return h.hexdigest()
+
+
+BTYD_COLUMNS = ("p_alive", "expected_purchases", "btyd_value")
+_BTYD_SUMMARY = ("frequency", "recency", "T", "monetary_value")
+
+
+def spark_btyd_summary(txns: "DataFrame", *, as_of, time_unit_days: float = 7.0) -> "DataFrame":
+    """models.btyd.btyd_summary on Spark: per customer with a purchase day (a row with amount
+    > 0) before as_of, frequency x = purchase days - 1, recency t_x = last - first purchase
+    day, T = as_of - first purchase day (in time units), monetary_value = mean net spend of
+    the later days with positive net spend (null when none). Only these four numbers per
+    customer reach the driver, where BG/NBD and Gamma-Gamma are fitted."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from .spark import _day
+    from ..features._arrays import as_of_day
+    d0 = as_of_day(as_of)
+    x = txns.select("customer_id", _day(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
+    g = (x.where(F.col("day") < d0).groupBy("customer_id", "day")
+         .agg(F.sum("a").alias("amt"), F.max((F.col("a") > 0).cast("long")).alias("pos")))
+    buy = F.when(F.col("pos") == 1, F.col("day"))
+    g = g.withColumn("first", F.min(buy).over(Window.partitionBy("customer_id")))
+    rep = (F.col("day") > F.col("first")) & (F.col("amt") > 0)
+    s = g.groupBy("customer_id").agg(
+        F.sum("pos").alias("n"), F.min("first").alias("first"), F.max(buy).alias("last"),
+        F.sum(F.when(rep, F.col("amt"))).alias("rep_sum"), F.sum(rep.cast("long")).alias("rep_n"))
+    u = float(time_unit_days)
+    return s.where(F.col("n") > 0).select(
+        "customer_id", (F.col("n") - 1).cast("double").alias("frequency"),
+        ((F.col("last") - F.col("first")) / u).alias("recency"), ((F.lit(d0) - F.col("first")) / u).alias("T"),
+        F.when(F.col("rep_n") > 0, F.col("rep_sum") / F.col("rep_n")).alias("monetary_value"))
 
 
 def _predict_fn(churn, value, churn_cols, value_cols, horizon_days: int):
@@ -110,6 +143,7 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     from ..score import CONTEXT, _load, _rank, _top, parse_reasons, tier_counts
     from ..tiers import assign_tiers
     from ..tracking import model_name
+    from ..train import btyd_from_summary
     _quiet()
     if p.as_of is None:
         raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
@@ -136,12 +170,17 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     preds = f.mapInPandas(_predict_fn(models["churn"], models["value"], cols["churn"], cols["value"], H), schema)
     # The narrow, population-wide part: exact tiers and ranks on the driver.
     tcols = tier_inputs(fcols, p)
-    narrow = f.select("customer_id", *tcols).join(preds, "customer_id").toPandas()
+    # BG/NBD needs (x, t_x, T, m_x) per customer: aggregated on Spark, fitted on the driver.
+    bt = spark_btyd_summary(tables.transactions, as_of=as_of)
+    bt = bt.select("customer_id", *[F.col(c).alias(f"_bt_{c}") for c in _BTYD_SUMMARY])
+    narrow = f.select("customer_id", *tcols).join(preds, "customer_id").join(bt, "customer_id", "left").toPandas()
     if narrow.empty:
         raise InputError(f"no customer has a purchase before as_of {as_of}: nothing to score")
     narrow.index = pd.Index(narrow.pop("customer_id").astype("str"), name="customer_id")
     narrow = as_feature_dtypes(narrow.sort_index())
-    scores = narrow[["churn_probability", "expected_value", "value_at_risk"]]
+    summary = narrow[[f"_bt_{c}" for c in _BTYD_SUMMARY]].rename(columns=lambda c: c[len("_bt_"):])
+    btyd = btyd_from_summary(summary, horizon_days=H, index=narrow.index)
+    scores = narrow[["churn_probability", "expected_value", "value_at_risk"]].join(btyd[list(BTYD_COLUMNS)])
     acc = scores.join(assign_tiers(narrow[tcols], scores, p.tiers))
     if tables.customers is not None:
         ctx = [c for c in CONTEXT if c in tables.customers.columns]

@@ -162,18 +162,8 @@ def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
                             params={**params, **{f"model.{k}": v for k, v in vp.items()}}, metrics=vm,
                             baseline_metrics=vb, figures=vfigs, input_example=X_val.head(5), data_fingerprint=fp,
                             validation=(X_val, v_val), primary_metric="gini"))
-    written = []
-    for tm in out:
-        res = tracker.log_training(tm)
-        plots.close(tm.figures)
-        key = tm.primary_metric
-        bases = {b: mm.get(key) for b, mm in tm.baseline_metrics.items() if mm.get(key) is not None}
-        say(f"{tm.name}: v{res['version']} {key}={tm.metrics.get(key, float('nan')):.4f} "
-            f"(baselines: {', '.join(f'{b} {v:.4f}' for b, v in bases.items()) or '-'}) -> "
-            f"{'champion' if res['promoted'] else 'not promoted'}: {res['reason']}")
-        if res["promoted"]:
-            written.append(Path(tracker.models_dir) / tm.name / "model.joblib")
-    return written
+    from ..pipeline import log_trained
+    return log_trained(tracker, out, say=say)
 
 
 def run_train(p: Pipeline, *, loose_columns: dict[str, str], params: dict | None = None, say=print,

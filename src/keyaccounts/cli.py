@@ -36,6 +36,8 @@ def _global_options(
         "Exit codes: 0 ok, 2 bad input, 1 internal error, 130 interrupted.")] = False,
 ) -> None:
     out_console.quiet = quiet
+    from .tracking import set_quiet  # cheap (no mlflow import); also undoes a previous --quiet in-process
+    set_quiet(quiet)
 
 Transactions = Annotated[Optional[Path], typer.Option(
     "--transactions", "-t", help="Transactions file (CSV/TSV/TXT[.gz], Parquet, Excel): customer_id, timestamp, "
@@ -182,12 +184,25 @@ def print_quality(reports: list[QualityReport]) -> None:
     out_console.print(t)
 
 
-def _load(p: Pipeline, loose: dict[str, str]):
+def _load(sp, p: Pipeline, loose: dict[str, str], *, require: tuple[str, ...] = ("transactions",)):
+    """Read and validate the inputs as the step 'load and validate' of `sp` (a StepProgress),
+    then print the data-quality table."""
+    from rich.markup import escape
+
     from .pipeline import load_inputs
-    with out_console.status("reading and validating inputs") as status:
-        loaded = load_inputs(p, loose_columns=loose, on_table=lambda n: status.update(f"validating {n}"))
+    with sp.step("load and validate") as rec:
+        loaded = load_inputs(p, loose_columns=loose, require=require,
+                             on_read=lambda n, path: sp.say(f"reading {n} ({escape(str(path))})"),
+                             on_table=lambda n: sp.say(f"validating {n}"))
+        rec.detail = ", ".join(f"{r.table} {r.rows_kept:,}" for r in loaded.reports) + " rows kept"
     print_quality(loaded.reports)
     return loaded
+
+
+def _progress(title: str, steps: int):
+    """The command's StepProgress over `steps` steps, on the CLI's console."""
+    from .progress import StepProgress
+    return StepProgress(out_console, total=steps, title=title)
 
 
 @app.command()
@@ -231,10 +246,13 @@ def validate(
     from . import io
     from .quality import summary_frame
     p, loose = _pipeline_from(locals())
-    loaded = _load(p, loose)
-    if out:
-        io.write_frame(summary_frame(loaded.reports), out, index=False)
-        out_console.print(f"wrote {out}")
+    t0 = time.perf_counter()
+    with _progress("validate", 2 if out else 1) as sp:
+        loaded = _load(sp, p, loose)
+        if out:
+            with sp.step("write"):
+                sp.wrote(io.write_frame(summary_frame(loaded.reports), out, index=False))
+    out_console.print(sp.summary(f"validate: done in {time.perf_counter() - t0:.1f}s"))
 
 
 @app.command()
@@ -265,13 +283,14 @@ def features(
             out_console.print(f"wrote {w}")
         out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
         return
-    loaded = _load(p, loose)
     t0 = time.perf_counter()
-    with out_console.status("building features"):
-        written = step_features(loaded, p, {"out": out, "deals_out": deals_out})
-    for w in written:
-        out_console.print(f"wrote {w}")
-    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+    with _progress("features", 2) as sp:
+        loaded = _load(sp, p, loose)
+        with sp.step("features"):
+            for w in step_features(loaded, p, {"out": out, "deals_out": deals_out}, say=sp.say,
+                                   on_family=sp.families()):
+                sp.wrote(w)
+    out_console.print(sp.summary(f"features: done in {time.perf_counter() - t0:.1f}s"))
 
 
 @app.command()
@@ -285,13 +304,16 @@ def run(
     p, _ = build_pipeline(pipeline, as_of=as_of)
     if not p.steps:
         raise InputError("the pipeline has no steps", file=str(pipeline))
-    loaded = _load(p, {})
-    from .progress import StepProgress
-    with StepProgress(out_console, total=len(p.steps), title=p.name) as sp:
+    import inspect
+    with _progress(p.name, 1 + len(p.steps)) as sp:
+        loaded = _load(sp, p, {})
         for i, step in enumerate(p.steps, 1):
             (name, params), = step.items()
+            fn = STEPS[name]
+            # the steps that build customer features also take build_features' progress callback
+            kw = {"on_family": sp.families()} if "on_family" in inspect.signature(fn).parameters else {}
             with sp.step(f"step {i}/{len(p.steps)} {name}"):
-                for w in STEPS[name](loaded, p, params or {}, say=sp.say):
+                for w in fn(loaded, p, params or {}, say=sp.say, **kw):
                     sp.wrote(w)
     out_console.print(sp.summary(f"{p.name}: summary"))
 
@@ -342,11 +364,11 @@ def train(
                 out_console.print(f"exported {w}")
             out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
             return
-    loaded = _load(p, loose)
-    from .progress import StepProgress
-    with StepProgress(out_console, total=1, title="train") as sp, sp.step("train"):
-        for w in step_train(loaded, p, {}, say=sp.say):
-            sp.wrote(w)
+    with _progress("train", 2) as sp:
+        loaded = _load(sp, p, loose)
+        with sp.step("train"):
+            for w in step_train(loaded, p, {}, say=sp.say):
+                sp.wrote(w)
     out_console.print(sp.summary(f"train: done in {time.perf_counter() - t0:.1f}s"))
 
 
@@ -392,9 +414,13 @@ def score(
             for w in run_score(p, loose_columns=loose, params=params, say=out_console.print, on_reports=print_quality):
                 out_console.print(f"wrote {w}")
             return
-    loaded = _load(p, loose)
-    for w in step_score(loaded, p, params, say=out_console.print):
-        out_console.print(f"wrote {w}")
+    t0 = time.perf_counter()
+    with _progress("score", 2) as sp:
+        loaded = _load(sp, p, loose)
+        with sp.step("score"):
+            for w in step_score(loaded, p, params, say=sp.say, on_family=sp.families()):
+                sp.wrote(w)
+    out_console.print(sp.summary(f"score: done in {time.perf_counter() - t0:.1f}s"))
 
 
 @app.command()
@@ -435,19 +461,20 @@ def report(
     forecast with P10-P90 and backtest accuracy, model cards, data quality and drift warnings.
     Needs trained champions (keyaccounts train) for the horizon."""
     from .pipeline import require_as_of, step_report
-    from .progress import StepProgress
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
     upd = {k: v for k, v in (("top_n", top), ("psi_threshold", psi_threshold)) if v is not None}
     if upd:
         p = p.model_copy(update={"report": p.report.model_copy(update=upd)})
     require_as_of(p)
-    loaded = _load(p, loose)
-    with StepProgress(out_console, total=1, title="report") as sp:
+    t0 = time.perf_counter()
+    with _progress("report", 2) as sp:
+        loaded = _load(sp, p, loose)
         with sp.step("report"):
             for w in step_report(loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry"},
                                  say=sp.say):
                 sp.wrote(w)
+    out_console.print(sp.summary(f"report: done in {time.perf_counter() - t0:.1f}s"))
     out_console.print(f"open it: file://{Path(out).absolute().as_posix()}")
 
 
@@ -514,7 +541,6 @@ def forecast(
     and new pipeline) with P10/P50/P90, commit/best case/pipeline, funnel statistics, and the
     stage-weighted and naive baselines beside it; or, with --backtest, its accuracy at past snapshots."""
     from .forecast.step import step_forecast
-    from .pipeline import load_inputs
     p, loose = build_pipeline(pipeline, customers=customers, opportunities=opportunities,
                               stage_history=stage_history, columns=columns, as_of=as_of, date_format=date_format)
     if tracking_uri:
@@ -522,15 +548,15 @@ def forecast(
     if not backtest:
         from .pipeline import require_as_of
         require_as_of(p)
-    with out_console.status("reading and validating inputs") as status:
-        loaded = load_inputs(p, loose_columns=loose, on_table=lambda n: status.update(f"validating {n}"),
-                             require=("opportunities",))
-    print_quality(loaded.reports)
     params = {"out": out, "by": by, "period": period, "periods": periods, "target": target, "backtest": backtest,
               "from": from_, "to": to, "every_days": every, "track": track}
     t0 = time.perf_counter()
-    with out_console.status("backtesting" if backtest else "forecasting"):
-        written = step_forecast(loaded, p, params, say=out_console.print)
+    with _progress("forecast", 2) as sp:
+        loaded = _load(sp, p, loose, require=("opportunities",))
+        with sp.step("backtest" if backtest else "forecast"):
+            sp.say(f"backtesting {from_} .. {to} every {every}" if backtest else f"forecasting as of {p.as_of}")
+            for w in step_forecast(loaded, p, params, say=sp.say):
+                sp.wrote(w)
     res = params["_result"]
     if backtest:
         tab = res.summary
@@ -547,9 +573,7 @@ def forecast(
         t.add_row(*[f"{v:,.3f}" if isinstance(v, float) and abs(v) < 10 else
                     f"{v:,.0f}" if isinstance(v, float) else str(v) for v in row])
     out_console.print(t)
-    for w in written:
-        out_console.print(f"wrote {w}")
-    out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
+    out_console.print(sp.summary(f"{'backtest' if backtest else 'forecast'}: done in {time.perf_counter() - t0:.1f}s"))
 
 
 def main() -> None:  # pragma: no cover - console entry point

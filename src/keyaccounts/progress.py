@@ -5,6 +5,7 @@ messages kept above it, and a summary table at the end.
         with sp.step("train"):
             sp.say("training churn model")      # shown beside the bar and printed above it
             sp.wrote(path)                       # listed in the summary table
+            build_features(..., progress=sp.families())   # a second bar: one tick per family
     console.print(sp.summary())
 
 A quiet console (`Console.quiet`, the CLI's --quiet) shows nothing; on a non-terminal the bar is
@@ -43,6 +44,7 @@ class StepProgress:
             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
             console=console, transient=False, disable=console.quiet or not console.is_terminal)
         self._task = self._progress.add_task("", total=total, step=title)
+        self._sub = self._progress.add_task("", total=1, step="", visible=False)
 
     def __enter__(self) -> "StepProgress":
         self._progress.start()
@@ -73,6 +75,15 @@ class StepProgress:
         """A sub-step message (may hold Rich markup): beside the bar and printed above it."""
         self._progress.update(self._task, description=message)
         self.console.print(f"  {message}")
+
+    def families(self, label: str = "features"):
+        """A `progress(family, done, total)` callback (see features.build_features) driving a
+        second bar under the steps bar, hidden again when done == total. Prints nothing: on a
+        non-terminal the step's own lines are enough."""
+        def tick(family: str, done: int, total: int) -> None:
+            self._progress.update(self._sub, step=f"  {label}", description=escape(family), total=total,
+                                  completed=done, visible=done < total)
+        return tick
 
     def wrote(self, path: str | Path) -> None:
         if self.records:

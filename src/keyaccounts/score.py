@@ -85,13 +85,17 @@ def _top(df: pd.DataFrame, top: int | None, group: str | None) -> pd.DataFrame:
 
 def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
                    prefer: str = "registry", reasons: str = "all", rank_by: str = "composite_score",
-                   by: str | None = None, top: int | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The ranked account list (see module docstring)."""
+                   by: str | None = None, top: int | None = None, say=None,
+                   on_family=None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The ranked account list (see module docstring). `say(message)` hears the sub-steps,
+    `on_family` is build_features' progress callback; neither changes the result."""
     from .explain import explain_accounts, select_rows
     from .tiers import assign_tiers
     from .tracking import model_name
+    say = say or (lambda message: None)
     mode, n_top = parse_reasons(reasons)
-    f = build_features(tables, as_of=as_of, config=p.features)
+    say("building customer features")
+    f = build_features(tables, as_of=as_of, config=p.features, progress=on_family)
     f = f[f["frequency"] > 0]
     if f.empty:
         raise InputError(f"no customer has a purchase before as_of {as_of}: nothing to score")
@@ -99,6 +103,7 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     out = pd.DataFrame(index=f.index)
     for fam, col in (("churn", "churn_probability"), ("value", "expected_value")):
         name = model_name(fam, horizon_days)
+        say(f"predicting {col} for {len(f):,} accounts ({name})")
         model, card = _load(tracker, name, prefer)
         X = _check_features(name, card, f)
         out[col] = model.predict_proba(X)[:, 1] if fam == "churn" else np.maximum(model.predict(X), 0.0)
@@ -114,6 +119,7 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     if mode != "none":
         chosen = out.index if mode == "all" else select_rows(out[rank_by], f"top:{n_top}")
         for fam in ("churn", "value"):
+            say(f"SHAP reasons ({fam}) for {len(chosen):,} accounts")
             model, X = models[fam]
             r = explain_accounts(model, X.loc[chosen], f.loc[chosen], n=3, kind=fam)
             out[f"{fam}_reasons_up"] = r["reasons_up"].reindex(out.index).fillna("")
@@ -134,11 +140,14 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
 
 def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
                 prefer: str = "registry", reasons: str = "all", by: str | None = None,
-                top: int | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Open deals at as_of ranked by expected revenue = close_probability x amount."""
+                top: int | None = None, say=None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Open deals at as_of ranked by expected revenue = close_probability x amount; `say`
+    hears the sub-steps."""
     from .explain import explain_accounts
     from .features import deals
     from .tracking import model_name
+    say = say or (lambda message: None)
+    say("building deal features")
     d = deals(tables.opportunities, as_of=as_of, open_stages=p.stages.open, stage_history=tables.stage_history,
               txns=tables.transactions, owner_prior=p.features.owner_win_rate_prior)
     name = model_name("deal", horizon_days)
@@ -146,10 +155,12 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
     fitted = getattr(model, "feature_names_in_", None)
     X = _check_features(name, {**card, "feature_names": list(map(str, fitted))}, d) if fitted is not None else d
     out = d[["customer_id", "owner", "stage_at_as_of", "amount"]].copy()
+    say(f"predicting close_probability for {len(d):,} open deals ({name})")
     out["close_probability"] = model.predict_proba(X)[:, 1] if len(d) else np.zeros(0)
     out["expected_revenue"] = out["close_probability"] * out["amount"].fillna(0.0)
     if len(d) and parse_reasons(reasons)[0] != "none" and not card.get("refused_reason"):
         try:
+            say(f"SHAP reasons (deal) for {len(d):,} open deals")
             r = explain_accounts(model, X, d, n=3, kind="deal")
             out["reasons_up"], out["reasons_down"] = r["reasons_up"], r["reasons_down"]
         except ValueError:  # the stage-rate fallback has no per-feature contributions

@@ -57,6 +57,17 @@ class TrackingUnavailable(InputError):
     """The tracking store cannot be created, reached or read (exit 2: a setting to fix)."""
 
 
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence MLflow's own console lines ("Successfully registered model ...", "Created
+    version ...", its INFO/WARNING log records) inside every Tracker call from now on (the
+    CLI's --quiet). Errors still surface as exceptions. Does not import mlflow."""
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """The tracking URI to use: explicit `uri` > env MLFLOW_TRACKING_URI >
@@ -259,6 +270,10 @@ def _fmt(x: float | None) -> str:
     return "none" if x is None else ("nan" if math.isnan(x) else f"{x:.6g}")
 
 
+def _iso(d) -> str:
+    return d.isoformat() if hasattr(d, "isoformat") else str(d)
+
+
 def _drift_reference(tm: TrainedModel) -> dict | None:
     """Feature distributions of the validation fold (the latest training snapshot, the one
     nearest the scoring population in time) for drift checks; None without one."""
@@ -348,9 +363,15 @@ class Tracker:
         # boundary once. DB-migration INFO lines are noise in the CLI output.
         for logger in ("mlflow.sklearn", "mlflow.store.db.utils", "alembic"):
             logging.getLogger(logger).setLevel(logging.ERROR)
+        # --quiet: MLflow's counted switch for its event lines (eprint, its log handler) and its
+        # warnings; toggling the stream directly is undone by MLflow's own nested uses of it
+        from mlflow.utils.autologging_utils.logging_and_warnings import MlflowEventsAndWarningsBehaviorGlobally
+        muted = MlflowEventsAndWarningsBehaviorGlobally(disable_event_logs=True, disable_warnings=True,
+                                                        reroute_warnings=False) if _QUIET else contextlib.nullcontext()
         self._depth = 1
         try:
-            yield mlflow
+            with muted:
+                yield mlflow
         finally:
             self._depth = 0
             mlflow.set_tracking_uri(None)  # back to "not set": MLflow reads the env again
@@ -752,31 +773,34 @@ class Tracker:
         """Record a scoring run in experiment 'keyaccounts-score': params as_of,
         data_fingerprint and model.<name> = version; metrics rows.<table> and extra_metrics.
         Returns the run id."""
-        as_of_s = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
-        with self._mlflow() as mlflow:
-            exp_id = self._experiment_id(SCORE_EXPERIMENT)
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"score@{as_of_s}") as run:
-                mlflow.log_params({"as_of": as_of_s, "data_fingerprint": fingerprint,
-                                   **{f"model.{k}": str(v) for k, v in model_versions.items()}})
-                mlflow.set_tags({"data_fingerprint": fingerprint, "as_of": as_of_s})
-                metrics = {f"rows.{k}": float(v) for k, v in row_counts.items()}
-                metrics.update({k: float(v) for k, v in (extra_metrics or {}).items() if v is not None})
-                if metrics:
-                    mlflow.log_metrics(metrics)
-                return run.info.run_id
+        as_of_s = _iso(as_of)
+        metrics = {f"rows.{k}": float(v) for k, v in row_counts.items()}
+        metrics.update({k: float(v) for k, v in (extra_metrics or {}).items() if v is not None})
+        return self._log_run(SCORE_EXPERIMENT, f"score@{as_of_s}",
+                             params={"as_of": as_of_s, "data_fingerprint": fingerprint,
+                                     **{f"model.{k}": str(v) for k, v in model_versions.items()}},
+                             metrics=metrics, tags={"data_fingerprint": fingerprint, "as_of": as_of_s})
 
     def log_forecast_run(self, *, kind: str, as_of, params: dict, metrics: dict[str, float]) -> str:
         """Record a forecast or backtest run in experiment 'keyaccounts-forecast': params (as_of,
         method, counts...) and metrics (per-period expected/P10/P90, or backtest MAPE/coverage).
         Returns the run id."""
-        as_of_s = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
+        as_of_s = _iso(as_of)
+        clean = {k.replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()
+                 if v is not None and v == v}
+        return self._log_run(FORECAST_EXPERIMENT, f"{kind}@{as_of_s}",
+                             params={"kind": kind, "as_of": as_of_s, **{k: str(v)[:500] for k, v in params.items()}},
+                             metrics=clean)
+
+    def _log_run(self, experiment: str, run_name: str, *, params: dict[str, str], metrics: dict[str, float],
+                 tags: dict[str, str] | None = None) -> str:
+        """One finished run in `experiment` with these params, tags and metrics; its id."""
         with self._mlflow() as mlflow:
-            exp_id = self._experiment_id(FORECAST_EXPERIMENT)
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{kind}@{as_of_s}") as run:
-                mlflow.log_params({"kind": kind, "as_of": as_of_s,
-                                   **{k: str(v)[:500] for k, v in params.items()}})
-                clean = {k.replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()
-                         if v is not None and v == v}
-                if clean:
-                    mlflow.log_metrics(clean)
+            exp_id = self._experiment_id(experiment)
+            with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+                mlflow.log_params(params)
+                if tags:
+                    mlflow.set_tags(tags)
+                if metrics:
+                    mlflow.log_metrics(metrics)
                 return run.info.run_id

@@ -23,7 +23,9 @@ from .quality import QualityReport
 app = typer.Typer(
     name="keyaccounts", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Key-account identification and funnel-based sales forecasting.\n\n"
-         "Tables in (transactions, customers, invoices, opportunities), point-in-time features out.")
+         "Tables in (transactions, customers, invoices, opportunities), point-in-time features out.\n\n"
+         "Exit codes: 0 ok, 2 bad input (file, column and rows named; nothing written), 1 internal error, "
+         "130 interrupted, 143 terminated.")
 # Piped output (CI logs, files) gets a wide fixed width instead of Rich's 80-column default.
 out_console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

@@ -345,3 +345,73 @@ def test_folder_outputs_replace_atomically(tmp_path):
         write_directory(out, broken)
     assert (out / "part-0.parquet").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]
+
+
+def test_run_plans_spark_steps_and_keeps_small_data_local(tmp_path):
+    """keyaccounts run with engine.name spark: features on Spark, train/score by the row count
+    (said why), steps without a Spark version local; no JVM is started to decide."""
+    from keyaccounts.config import EngineConfig, InputSpec, Pipeline
+    from keyaccounts.errors import InputError
+    from keyaccounts.pipeline import plan_steps
+    pd.DataFrame({"customer_id": ["1", "2"], "timestamp": ["2024-01-01", "2024-01-02"],
+                  "amount": [1.0, 2.0]}).to_csv(tmp_path / "t.csv", index=False)
+    steps = [{"validate": None}, {"features": {"out": "f.parquet"}}, {"train": {}}, {"score": {"out": "s.csv"}},
+             {"report": {"out": "r.html"}}]
+    p = Pipeline(as_of=AS_OF, inputs={"transactions": InputSpec(path=str(tmp_path / "t.csv"))}, steps=steps)
+    assert [(s.name, s.engine, s.why) for s in plan_steps(p)] == [
+        (n, "local", "") for n in ("validate", "features", "train", "score", "report")]
+    sp = p.model_copy(update={"engine": EngineConfig(name="spark", spark_min_rows=3)})
+    plan = plan_steps(sp)
+    assert [(s.name, s.engine) for s in plan] == [("validate", "local"), ("features", "spark"), ("train", "local"),
+                                                  ("score", "local"), ("report", "local")]
+    assert "2 transaction rows < engine.spark_min_rows 3: training is faster on the local engine" in plan[2].why
+    assert plan[4].why == "the report step runs on the local engine only"
+    assert plan[3].params == {"out": "s.csv"}
+    big = sp.model_copy(update={"engine": EngineConfig(name="spark", spark_min_rows=2)})
+    assert [s.engine for s in plan_steps(big)][1:4] == ["spark", "spark", "spark"]
+    deals = big.model_copy(update={"steps": [{"features": {"out": "f.parquet", "deals_out": "d.parquet"}}]})
+    with pytest.raises(InputError, match="deals_out runs on the local engine only"):
+        plan_steps(deals)
+
+
+@pytest.mark.slow
+def test_shipped_spark_pipeline_runs_features_train_score_on_spark(spark, tmp_path, monkeypatch):
+    """pipelines/spark.yaml on small demo tables: every step on Spark; the features equal the
+    local engine's, the champions are registered in its own registry, and the scores carry the
+    score contract's columns (BG/NBD included), partitioned by owner."""
+    import shutil
+    from pathlib import Path
+    from keyaccounts.config import load_pipeline
+    from keyaccounts.engines.spark import as_feature_dtypes
+    from keyaccounts.pipeline import customer_features, load_inputs
+    from keyaccounts.tracking import Tracker
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).parents[1] / "pipelines" / "spark.yaml", tmp_path / "spark.yaml")
+    r = runner.invoke(app, ["synth", "--out", "data/demo", "--customers", "150", "--seed", "5",
+                            "--start", "2023-06-01", "--end", "2025-12-31"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["run", "spark.yaml", "--spark-master", "local[2]"])
+    assert r.exit_code == 0, r.output
+    # all three steps on Spark, each saying why
+    assert r.output.count("engine: spark (") == 3, r.output
+    assert "xgboost.spark with 2 workers" in r.output and "partitioned by owner" in r.output
+    p = load_pipeline("spark.yaml")
+    local = customer_features(load_inputs(p), p)
+    other = pd.read_parquet("out/spark/features.parquet")
+    other = as_feature_dtypes(other.set_index(other["customer_id"].astype("str")).drop(columns="customer_id"))
+    other = other.sort_index().rename_axis("customer_id")
+    local.index = local.index.astype("str")
+    for f in (local, other):
+        f["as_of"] = f["as_of"].astype("datetime64[ns]")
+    assert_same_features(local, other)
+    tracker = Tracker("sqlite:///mlruns/spark/mlflow.db", models_dir="models/spark")
+    for name in ("churn-90d", "value-90d"):
+        _, card = tracker.load_champion(name, prefer="bundle")
+        assert card["version"] and card["feature_names"]
+    scores = pd.read_parquet("out/spark/scores.parquet")
+    want = {"customer_id", "churn_probability", "expected_value", "value_at_risk", "p_alive", "expected_purchases",
+            "composite_score", "rank", "churn_reasons_up", "value_reasons_up", "owner"}
+    assert want <= set(scores.columns), want - set(scores.columns)
+    assert len(scores) == (local["frequency"] > 0).sum()
+    assert scores["p_alive"].between(0, 1).all() and (scores["expected_purchases"] >= 0).all()
+    assert any(Path("out/spark/scores.parquet").glob("owner=*"))

@@ -207,6 +207,22 @@ def _progress(title: str, steps: int):
     return StepProgress(out_console, total=steps, title=title)
 
 
+def _load_and_run(title: str, p: Pipeline, loose: dict[str, str], step: str = "", fn=None, *,
+                  require: tuple[str, ...] = ("transactions",)):
+    """The shape of a local data command: the step 'load and validate' (and the quality table),
+    then `fn(loaded, sp)` as the step `step`, listing each file it returns; ends with the summary
+    table. Returns the loaded inputs."""
+    t0 = time.perf_counter()
+    with _progress(title, 2 if fn else 1) as sp:
+        loaded = _load(sp, p, loose, require=require)
+        if fn:
+            with sp.step(step):
+                for w in fn(loaded, sp):
+                    sp.wrote(w)
+    out_console.print(sp.summary(f"{title}: done in {time.perf_counter() - t0:.1f}s"))
+    return loaded
+
+
 @app.command()
 @guarded
 def synth(
@@ -248,13 +264,8 @@ def validate(
     from . import io
     from .quality import summary_frame
     p, loose = _pipeline_from(locals())
-    t0 = time.perf_counter()
-    with _progress("validate", 2 if out else 1) as sp:
-        loaded = _load(sp, p, loose)
-        if out:
-            with sp.step("write"):
-                sp.wrote(io.write_frame(summary_frame(loaded.reports), out, index=False))
-    out_console.print(sp.summary(f"validate: done in {time.perf_counter() - t0:.1f}s"))
+    _load_and_run("validate", p, loose, "write",
+                  (lambda loaded, sp: [io.write_frame(summary_frame(loaded.reports), out, index=False)]) if out else None)
 
 
 @app.command()
@@ -285,14 +296,8 @@ def features(
             out_console.print(f"wrote {w}")
         out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
         return
-    t0 = time.perf_counter()
-    with _progress("features", 2) as sp:
-        loaded = _load(sp, p, loose)
-        with sp.step("features"):
-            for w in step_features(loaded, p, {"out": out, "deals_out": deals_out}, say=sp.say,
-                                   on_family=sp.families()):
-                sp.wrote(w)
-    out_console.print(sp.summary(f"features: done in {time.perf_counter() - t0:.1f}s"))
+    _load_and_run("features", p, loose, "features", lambda loaded, sp: step_features(
+        loaded, p, {"out": out, "deals_out": deals_out}, say=sp.say, on_family=sp.families()))
 
 
 @app.command()
@@ -366,12 +371,7 @@ def train(
                 out_console.print(f"exported {w}")
             out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
             return
-    with _progress("train", 2) as sp:
-        loaded = _load(sp, p, loose)
-        with sp.step("train"):
-            for w in step_train(loaded, p, {}, say=sp.say):
-                sp.wrote(w)
-    out_console.print(sp.summary(f"train: done in {time.perf_counter() - t0:.1f}s"))
+    _load_and_run("train", p, loose, "train", lambda loaded, sp: step_train(loaded, p, {}, say=sp.say))
 
 
 @app.command()
@@ -416,13 +416,8 @@ def score(
             for w in run_score(p, loose_columns=loose, params=params, say=out_console.print, on_reports=print_quality):
                 out_console.print(f"wrote {w}")
             return
-    t0 = time.perf_counter()
-    with _progress("score", 2) as sp:
-        loaded = _load(sp, p, loose)
-        with sp.step("score"):
-            for w in step_score(loaded, p, params, say=sp.say, on_family=sp.families()):
-                sp.wrote(w)
-    out_console.print(sp.summary(f"score: done in {time.perf_counter() - t0:.1f}s"))
+    _load_and_run("score", p, loose, "score",
+                  lambda loaded, sp: step_score(loaded, p, params, say=sp.say, on_family=sp.families()))
 
 
 @app.command()
@@ -469,14 +464,8 @@ def report(
     if upd:
         p = p.model_copy(update={"report": p.report.model_copy(update=upd)})
     require_as_of(p)
-    t0 = time.perf_counter()
-    with _progress("report", 2) as sp:
-        loaded = _load(sp, p, loose)
-        with sp.step("report"):
-            for w in step_report(loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry"},
-                                 say=sp.say):
-                sp.wrote(w)
-    out_console.print(sp.summary(f"report: done in {time.perf_counter() - t0:.1f}s"))
+    _load_and_run("report", p, loose, "report", lambda loaded, sp: step_report(
+        loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry"}, say=sp.say))
     out_console.print(f"open it: file://{Path(out).absolute().as_posix()}")
 
 
@@ -552,14 +541,18 @@ def forecast(
         require_as_of(p)
     params = {"out": out, "by": by, "period": period, "periods": periods, "target": target, "backtest": backtest,
               "from": from_, "to": to, "every_days": every, "track": track}
-    t0 = time.perf_counter()
-    with _progress("forecast", 2) as sp:
-        loaded = _load(sp, p, loose, require=("opportunities",))
-        with sp.step("backtest" if backtest else "forecast"):
-            sp.say(f"backtesting {from_} .. {to} every {every}" if backtest else f"forecasting as of {p.as_of}")
-            for w in step_forecast(loaded, p, params, say=sp.say):
-                sp.wrote(w)
-    res = params["_result"]
+    what = "backtest" if backtest else "forecast"
+
+    def run_step(loaded, sp):
+        sp.say(f"backtesting {from_} .. {to} every {every}" if backtest else f"forecasting as of {p.as_of}")
+        written = step_forecast(loaded, p, params, say=sp.say)
+        out_console.print(_forecast_table(params["_result"], backtest, p.as_of))
+        return written
+    _load_and_run(what, p, loose, what, run_step, require=("opportunities",))
+
+
+def _forecast_table(res, backtest: bool, as_of) -> Table:
+    """The forecast totals per period (or, with backtest, the accuracy summary) as a table."""
     if backtest:
         tab = res.summary
         title = "backtest: forecast vs actual won revenue"
@@ -567,15 +560,14 @@ def forecast(
         tab = res.periods[res.periods["group"] == "(all)"][
             ["period", "closed_won", "existing_pipeline", "new_pipeline", "expected", "p10", "p50", "p90",
              "stage_weighted", "naive"]]
-        title = f"forecast as of {p.as_of} ({res.info['method']})"
+        title = f"forecast as of {as_of} ({res.info['method']})"
     t = Table(title=title, title_justify="left")
     for c in tab.columns:
         t.add_column(str(c), justify="right" if c not in ("method", "period") else "left")
     for row in tab.itertuples(index=False):
         t.add_row(*[f"{v:,.3f}" if isinstance(v, float) and abs(v) < 10 else
                     f"{v:,.0f}" if isinstance(v, float) else str(v) for v in row])
-    out_console.print(t)
-    out_console.print(sp.summary(f"{'backtest' if backtest else 'forecast'}: done in {time.perf_counter() - t0:.1f}s"))
+    return t
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -245,6 +245,52 @@ def step_forecast(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print
     return run(loaded, p, params, say=say)
 
 
+@dataclass
+class PlannedStep:
+    """One step of a pipeline with the engine it runs on and why ('' = the default engine)."""
+
+    name: str
+    params: dict[str, Any]
+    engine: str = "local"
+    why: str = ""
+
+    def run(self, inputs, p: Pipeline, say=print, **kw) -> list:
+        """inputs: a Loaded for the local engine (`kw` passed to its step), an
+        engines.spark_steps.SparkInputs for Spark."""
+        if self.engine == "spark":
+            from .engines.spark_steps import SPARK_STEPS
+            return SPARK_STEPS[self.name](inputs, p, self.params, say=say)
+        return STEPS[self.name](inputs, p, self.params, say=say, **kw)
+
+
+SPARK_STEP_NAMES = ("features", "train", "score")
+
+
+def plan_steps(p: Pipeline) -> list[PlannedStep]:
+    """p.steps with their engine. engine.name spark: features run on Spark (as `features
+    --engine spark`), train/score on Spark only from engine.spark_min_rows transaction rows
+    (engines.spark_score.choose_engine, counted without Spark), every other step locally."""
+    plan = [PlannedStep(name, dict(params or {})) for step in p.steps for name, params in step.items()]
+    if p.engine.name != "spark":
+        return plan
+    from .engines.spark_score import choose_engine  # does not import pyspark
+    chosen: dict[str, tuple[str, str]] = {}
+    for s in plan:
+        if s.name == "features":
+            if s.params.get("deals_out"):
+                raise InputError("features step: deals_out runs on the local engine only (deal tables are "
+                                 "small); drop it or set engine.name local")
+            s.engine, s.why = "spark", "engine.name spark"
+        elif s.name in SPARK_STEP_NAMES:
+            what = "training" if s.name == "train" else "scoring"
+            if what not in chosen:
+                chosen[what] = choose_engine(p, what)
+            s.engine, s.why = chosen[what]
+        else:
+            s.why = f"the {s.name} step runs on the local engine only"
+    return plan
+
+
 STEPS: dict[str, Callable[..., list[Path]]] = {
     "validate": step_validate,
     "features": step_features,

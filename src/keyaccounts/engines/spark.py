@@ -120,8 +120,10 @@ def read_source(spark: "SparkSession", path: str, spec: InputSpec | None = None)
             raise InputError(f"Spark cannot read table '{path[6:]}': {type(e).__name__}", file=path) from None
     p = path[len("file://"):] if path.startswith("file://") else path
     low = re.sub(r"\.gz$", "", p.lower().rstrip("/"))
-    if not _is_uri(path) and not Path(p).exists():
-        raise InputError("file not found", file=path)
+    if not _is_uri(path):
+        if not Path(p).exists():
+            raise InputError("file not found", file=path)
+        p = str(Path(p).resolve())  # the JVM resolves relative paths against its own start folder
     if low.endswith((".xlsx", ".xlsm", ".xls")):
         raise InputError("the Spark engine reads Parquet or CSV, not Excel", file=path,
                          hint="convert the sheet to CSV/Parquet, or run without --engine spark")
@@ -584,7 +586,7 @@ def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list
     if low.endswith((".parquet", ".pq")) or not Path(p).suffix:
         def write(tmp: Path) -> None:
             w = sdf.write.mode("overwrite")
-            (w.partitionBy(*partition_by) if partition_by else w).parquet(str(tmp))
+            (w.partitionBy(*partition_by) if partition_by else w).parquet(str(Path(tmp).resolve()))
         return str(io.write_directory(p, write))
     pdf = sdf.toPandas()
     key = next((c for c in ("rank", "customer_id") if c in pdf.columns), None)
@@ -602,14 +604,11 @@ def run_features(p: Pipeline, *, loose_columns: dict[str, str], out, master: str
                  say=print, on_reports=None) -> list[str]:
     """The `features --engine spark` command: read with Spark, build the customer features as
     of p.as_of, write `out` (Parquet folder by the executors, or collected for CSV/Excel)."""
-    from pyspark.sql import functions as F
+    from .spark_steps import SparkInputs, spark_step_features
     if p.as_of is None:
         raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
-    spark = session_for(p, master)
-    say(f"engine: spark ({spark.sparkContext.master}, {spark_cores(spark)} cores)")
-    tables = load_spark_tables(spark, p, loose_columns=loose_columns)
-    if on_reports:
-        on_reports(tables.reports)
-    f = spark_features(tables, as_of=p.as_of, config=p.features)
-    f = f.select("customer_id", F.lit(pd.Timestamp(p.as_of)).alias("as_of"), *[c for c in f.columns if c != "customer_id"])
-    return [write_spark_output(f, out)]
+    if master:
+        p = p.model_copy(update={"engine": p.engine.model_copy(update={"spark_master": master})})
+    say("engine: spark")
+    si = SparkInputs(p, loose_columns=loose_columns, say=say, on_reports=on_reports)
+    return spark_step_features(si, p, {"out": out}, say=say)

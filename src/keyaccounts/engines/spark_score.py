@@ -271,15 +271,6 @@ __all__ = ["spark_score", "choose_engine", "estimate_rows", "spark_fingerprint",
 
 def run_score(p: Pipeline, *, loose_columns: dict[str, str], params: dict, say=print, on_reports=None) -> list[str]:
     """The `score --engine spark` command (after choose_engine picked Spark)."""
-    from ..pipeline import _tracker
-    from .spark import load_spark_tables, session_for, spark_cores
-    spark = session_for(p)
-    say(f"spark: {spark.sparkContext.master}, {spark_cores(spark)} cores")
-    tables = load_spark_tables(spark, p, loose_columns=loose_columns)
-    if on_reports:
-        on_reports(tables.reports)
-    written, _, _ = spark_score(spark, tables, p=p, tracker=_tracker(p, params), out=params["out"],
-                                prefer=params.get("prefer", "registry"), reasons=str(params.get("reasons", "all")),
-                                rank_by=params.get("rank_by", "composite_score"), by=params.get("by"),
-                                top=params.get("top"), say=say)
-    return written
+    from .spark_steps import SparkInputs, spark_step_score
+    si = SparkInputs(p, loose_columns=loose_columns, say=say, on_reports=on_reports)
+    return spark_step_score(si, p, params, say=say)

@@ -169,14 +169,6 @@ def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
 def run_train(p: Pipeline, *, loose_columns: dict[str, str], params: dict | None = None, say=print,
               on_reports=None) -> list[Path]:
     """The `train --engine spark` command (after choose_engine picked Spark)."""
-    from ..pipeline import _tracker
-    from .spark import load_spark_tables, session_for
-    spark = session_for(p)
-    tables = load_spark_tables(spark, p, loose_columns=loose_columns)
-    if on_reports:
-        on_reports(tables.reports)
-    if "opportunities" in p.inputs:
-        say("[yellow]deal model[/]: trained on the local engine only (deal tables are small); not retrained here")
-    tracker = _tracker(p, params or {})
-    say(f"tracking: {tracker.tracking_uri}")
-    return spark_train(spark, tables, p=p, tracker=tracker, say=say)
+    from .spark_steps import SparkInputs, spark_step_train
+    si = SparkInputs(p, loose_columns=loose_columns, say=say, on_reports=on_reports)
+    return spark_step_train(si, p, params or {}, say=say)

@@ -304,23 +304,34 @@ def features(
 @guarded
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see pipelines/).")],
-    as_of: AsOf = None,
+    as_of: AsOf = None, engine: EngineOpt = None, spark_master: SparkMaster = None,
 ) -> None:
-    """Run a pipeline YAML: load and validate its inputs once, then run its steps in order."""
-    from .pipeline import STEPS, load_inputs
+    """Run a pipeline YAML: load and validate its inputs once, then run its steps in order
+    (features/train/score on Spark with engine.name spark, small inputs staying local)."""
+    from .pipeline import STEPS, plan_steps
     p, _ = build_pipeline(pipeline, as_of=as_of)
+    p = _with_engine(p, engine, spark_master)
     if not p.steps:
         raise InputError("the pipeline has no steps", file=str(pipeline))
+    plan = plan_steps(p)
+    on = {s.engine for s in plan}
     import inspect
-    with _progress(p.name, 1 + len(p.steps)) as sp:
-        loaded = _load(sp, p, {})
-        for i, step in enumerate(p.steps, 1):
-            (name, params), = step.items()
-            fn = STEPS[name]
-            # the steps that build customer features also take build_features' progress callback
-            kw = {"on_family": sp.families()} if "on_family" in inspect.signature(fn).parameters else {}
-            with sp.step(f"step {i}/{len(p.steps)} {name}"):
-                for w in fn(loaded, p, params or {}, say=sp.say, **kw):
+    with _progress(p.name, len(on) + len(plan)) as sp:
+        loaded = _load(sp, p, {}) if "local" in on else None
+        spark_in = None
+        if "spark" in on:
+            from .engines.spark_steps import SparkInputs
+            with sp.step("load and validate on Spark"):
+                spark_in = SparkInputs(p, say=sp.say, on_reports=print_quality)
+        for i, s in enumerate(plan, 1):
+            fn = STEPS[s.name]
+            # the local steps that build customer features also take build_features' progress callback
+            kw = ({"on_family": sp.families()}
+                  if s.engine == "local" and "on_family" in inspect.signature(fn).parameters else {})
+            with sp.step(f"step {i}/{len(plan)} {s.name}"):
+                if s.why:
+                    sp.say(f"engine: {s.engine} ({s.why})")
+                for w in s.run(spark_in if s.engine == "spark" else loaded, p, say=sp.say, **kw):
                     sp.wrote(w)
     out_console.print(sp.summary(f"{p.name}: summary"))
 

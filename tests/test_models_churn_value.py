@@ -279,3 +279,23 @@ def test_cdnow_accuracy_benchmark_runs():
     table = {ln.split()[0]: ln.split()[1:] for ln in lines if ln.split() and ln.split()[0] in ("naive", "btyd", "ours")}
     auc = {k: float(v[0]) for k, v in table.items()}
     assert auc["ours"] > max(auc["naive"], auc["btyd"])
+
+
+def test_calibrate_uses_fewer_folds_for_a_rare_class_and_refuses_below_two():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from keyaccounts.errors import InputError
+    from keyaccounts.models.common import calibrate
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    y_val = np.zeros(60, dtype=int)
+    y_val[:3] = 1                                   # 3 positives: 3 folds (5 would raise in sklearn)
+    cal = calibrate(model, X, y_val)
+    assert cal.cv == 3
+    assert np.all((cal.predict_proba(X)[:, 1] >= 0) & (cal.predict_proba(X)[:, 1] <= 1))
+    y_val[1:3] = 0                                  # 1 positive: refused with a clear message
+    with pytest.raises(InputError, match="1 positive and 59 negative"):
+        calibrate(model, X, y_val)

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-from .common import merge_params
+from .common import calibrate, merge_params
 from .transformers import BTYDFeatures, ColumnSubset, NumericSelector, RatioFeatures, SignedLog1p
 
 __all__ = ["DEFAULT_PARAMS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
@@ -126,11 +124,3 @@ def make_churn_baseline() -> Pipeline:
     return Pipeline([("select", NumericSelector()),
                      ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                      ("scale", StandardScaler()), ("lr", LogisticRegression(max_iter=2000))])
-
-
-def calibrate(fitted_model, X_val, y_val, method: str = "sigmoid") -> CalibratedClassifierCV:
-    """Calibrate an already fitted classifier on a held-out fold (the latest training cutoff):
-    CalibratedClassifierCV(FrozenEstimator(model), method). The model itself is not refitted."""
-    if method not in ("isotonic", "sigmoid"):
-        raise ValueError("method must be 'isotonic' or 'sigmoid'")
-    return CalibratedClassifierCV(FrozenEstimator(fitted_model), method=method).fit(X_val, y_val)

@@ -3,6 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+
+from ..errors import InputError
+
+#: CalibratedClassifierCV's folds over the held-out data (fewer when a class is rarer).
+CALIBRATION_FOLDS = 5
+
 
 def merge_params(defaults: dict[str, Any], params: dict | None, what: str) -> dict[str, Any]:
     """defaults updated by params (the nested 'xgb' dict merged key by key); unknown keys fail."""
@@ -14,3 +23,21 @@ def merge_params(defaults: dict[str, Any], params: dict | None, what: str) -> di
     if unknown:
         raise ValueError(f"unknown {what} parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
     return p
+
+
+def calibrate(fitted_model, X_val, y_val, method: str = "sigmoid") -> CalibratedClassifierCV:
+    """Calibrate an already fitted classifier on held-out data: the model is frozen (never
+    refitted); calibrators ('sigmoid' or 'isotonic') fitted on stratified folds of (X_val, y_val)
+    are averaged. Folds = min(5, rarer class count); InputError when a class has < 2 rows there."""
+    if method not in ("isotonic", "sigmoid"):
+        raise ValueError("method must be 'isotonic' or 'sigmoid'")
+    y = np.asarray(y_val)
+    counts = {v: int((y == v).sum()) for v in (0, 1)}
+    rarer = min(counts.values())
+    if rarer < 2:
+        raise InputError(f"cannot calibrate: the held-out fold has {counts[1]} positive and {counts[0]} negative "
+                         f"row(s) ({len(y)} in all); calibration needs at least 2 of each",
+                         hint="give more history (more customers or deals, an earlier data start) or a different "
+                              "--horizon-days")
+    cv = min(CALIBRATION_FOLDS, rarer)
+    return CalibratedClassifierCV(FrozenEstimator(fitted_model), method=method, cv=cv).fit(X_val, y_val)

@@ -30,9 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
@@ -42,6 +40,7 @@ from xgboost import XGBClassifier
 from ..features import Tables, deals
 from ..features._arrays import as_of_day, day_numbers
 from ..snapshots import cutoffs, deal_snapshots
+from .common import calibrate
 from .metrics import classification_metrics
 
 __all__ = ["MIN_WON", "MIN_LOST", "NUMERIC_FEATURES", "STAGE_COLUMN", "LABEL", "DEFAULT_PARAMS",
@@ -168,12 +167,6 @@ def make_deal_model(params: dict[str, Any] | None = None, *,
         remainder="drop", verbose_feature_names_out=False)
     features.set_output(transform="pandas")
     return Pipeline([("features", features), ("xgb", XGBClassifier(**p))])
-
-
-def calibrate(model, X_val, y_val, method: str = "sigmoid") -> CalibratedClassifierCV:
-    """Calibrate an already fitted classifier on held-out data: the model is frozen (never
-    refitted) and one calibrator ('sigmoid' or 'isotonic') maps its scores on X_val to y_val."""
-    return CalibratedClassifierCV(FrozenEstimator(model), method=method).fit(X_val, y_val)
 
 
 def deal_frame(tables: Tables, *, as_of, open_stages: Sequence[str], owner_prior: float = 10.0) -> pd.DataFrame:

@@ -253,9 +253,10 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
     labels = [LABEL, "closed_within_horizon"]
     train, val = snaps[~is_val].drop(columns=labels), snaps[is_val].drop(columns=labels)
     y_tr, y_va = snaps.loc[~is_val, LABEL].to_numpy(), snaps.loc[is_val, LABEL].to_numpy()
-    for name, y in (("training", y_tr), ("validation", y_va)):
+    # validation: 2 of each class in each half of the 2-fold cross-fitted calibration metrics
+    for name, y, least in (("training", y_tr, 2), ("validation", y_va, 4)):
         counts = np.bincount(y.astype("int64"), minlength=2)
-        if counts.min() < 2:
+        if counts.min() < least:
             return refuse(f"the {name} fold has {counts[1]} deal(s) won within {horizon_days} days and "
                           f"{counts[0]} not; a model cannot be fitted and calibrated on that, so deal "
                           "probabilities are the stage-rate baseline", snaps)

@@ -1,6 +1,7 @@
 """Spark vs local engine: featurize N synthetic transaction rows from Parquet on disk.
 
     python benchmarks/spark.py [--rows 10000000 50000000] [--master local[2]] [--data-dir /tmp/...]
+    python benchmarks/spark.py --models 3000      # churn AUC / value Gini: Spark-trained vs local models
 
 For each size: synthetic transactions (50 rows per customer, chunks of <= 10M rows with
 disjoint customers) are written once to Parquet under --data-dir (not in git). Each engine then
@@ -124,6 +125,44 @@ def check_equal(local_out: Path, spark_out: Path) -> str:
     return "equal (counts exact, sums rtol 1e-9)"
 
 
+def compare_models(customers: int, folder: Path, master: str, driver_memory: str, engines: list[str],
+                   conf: list[str], seed: int = 0) -> None:
+    """Train churn and value on the same synthetic tables with both engines (CLI, fresh
+    processes, one registry each) and print the validation metrics each run logged: churn
+    ROC AUC and value Gini on the same validation cutoff, with the runs' baselines."""
+    import re
+    import yaml
+    folder.mkdir(parents=True, exist_ok=True)
+    ka = [str(Path(sys.executable).with_name("keyaccounts"))]
+    data = folder / f"synth_{customers}"
+    if not (data / "transactions.csv").exists():
+        subprocess.run([*ka, "synth", "--out", str(data), "--customers", str(customers), "--seed", str(seed)],
+                       check=True, capture_output=True)
+    as_of = "2025-10-01"
+    (folder / "models.yaml").write_text(yaml.safe_dump({"engine": {
+        "spark_min_rows": 0, "spark_master": master,
+        "spark_conf": {"spark.driver.memory": driver_memory, **dict(kv.split("=", 1) for kv in conf)}}}))
+    tables = ["-t", str(data / "transactions.csv"), "--customers", str(data / "customers.csv"),
+              "--invoices", str(data / "invoices.csv")]
+    print(f"models on {customers:,} synthetic customers, as_of {as_of}, H 90 d, default train settings")
+    for eng in engines:
+        uri = f"sqlite:///{folder}/models_{eng}_{customers}.db"
+        Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        p = subprocess.run([*ka, "train", *tables, "-p", str(folder / "models.yaml"), "--as-of", as_of,
+                            "--tracking-uri", uri, "--engine", eng], capture_output=True, text=True,
+                           cwd=folder, env={**os.environ, "COLUMNS": "200"})
+        log = folder / f"models_{eng}_{customers}.log"
+        log.write_text(p.stdout + p.stderr)
+        if p.returncode:
+            print(f"  {eng}: FAILED (log: {log})\n{p.stdout[-1500:]}")
+            continue
+        lines = [ln.strip() for ln in p.stdout.splitlines() if re.match(r"\s*(churn|value)-90d: v\d+ ", ln)]
+        print(f"  {eng} ({time.perf_counter() - t0:.0f}s):")
+        for ln in lines:
+            print(f"    {ln}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 50_000_000])
@@ -133,7 +172,13 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="8g")
     ap.add_argument("--engines", nargs="+", default=["local", "spark"])
     ap.add_argument("--one", nargs=3, metavar=("ENGINE", "DATA", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--conf", nargs="*", default=[], metavar="KEY=VALUE", help="extra Spark settings (--models)")
+    ap.add_argument("--models", type=int, metavar="CUSTOMERS",
+                    help="instead: compare the churn/value models both engines train on CUSTOMERS synthetic customers")
     args = ap.parse_args()
+    if args.models:
+        compare_models(args.models, Path(args.data_dir), args.master, args.driver_memory, args.engines, args.conf)
+        return
     if args.one:
         eng, data, out = args.one
         print(json.dumps(run_one(eng, Path(data), Path(out), args.as_of, args.master, args.driver_memory)))

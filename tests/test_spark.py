@@ -297,12 +297,23 @@ def test_spark_training_registers_champions_the_local_scorer_can_use(spark, tmp_
     assert "engine: spark (" in r.output
     assert "xgboost.spark with 2 workers (2 cores)" in r.output  # num_workers capped at the cores
     assert "churn-60d: v1 roc_auc=" in r.output and "value-60d: v1 gini=" in r.output
+    # training's sort-merge joins are scoped to training: the session's setting is back
+    assert spark.conf.get("spark.sql.autoBroadcastJoinThreshold") != "-1"
     model, card = Tracker(uri, models_dir=tmp_path / "models").load_champion("churn-60d", prefer="bundle")
     assert card["feature_names"] and "recency_days" in card["feature_names"]
     X = build_features(Tables(s.transactions), as_of="2025-06-01")
     X = X[X["frequency"] > 0][card["feature_names"]].astype("float64")
     prob = model.predict_proba(X)[:, 1]
     assert prob.shape == (len(X),) and ((prob >= 0) & (prob <= 1)).all() and prob.std() > 0
+    # value: the zero-inflation-aware two-part model, P(buy) x gamma E[spend | buy]
+    from keyaccounts.models.value import TwoPartValue
+    value, vcard = Tracker(uri, models_dir=tmp_path / "models").load_champion("value-60d", prefer="bundle")
+    assert isinstance(value, TwoPartValue) and value.regressor_.get_params()["objective"] == "reg:gamma"
+    Xv = X[vcard["feature_names"]]
+    buy, spend = value.predict_buy_proba(Xv), value.predict_spend(Xv)
+    assert ((buy >= 0) & (buy <= 1)).all() and (spend >= 0).all() and buy.std() > 0
+    np.testing.assert_allclose(value.predict(Xv), buy * spend)
+    assert 0 < value.buy_rate_ < 1 and value.mean_spend_ > 0
 
 
 @pytest.mark.slow
@@ -379,14 +390,17 @@ def test_shipped_spark_pipeline_runs_features_train_score_on_spark(spark, tmp_pa
     """pipelines/spark.yaml on small demo tables: every step on Spark; the features equal the
     local engine's, the champions are registered in its own registry, and the scores carry the
     score contract's columns (BG/NBD included), partitioned by owner."""
-    import shutil
     from pathlib import Path
     from keyaccounts.config import load_pipeline
     from keyaccounts.engines.spark import as_feature_dtypes
     from keyaccounts.pipeline import customer_features, load_inputs
     from keyaccounts.tracking import Tracker
     monkeypatch.chdir(tmp_path)
-    shutil.copy(Path(__file__).parents[1] / "pipelines" / "spark.yaml", tmp_path / "spark.yaml")
+    import yaml
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "pipelines" / "spark.yaml").read_text())
+    # the shipped settings, with fewer snapshots and trees to keep the test short
+    cfg["train"].update(max_snapshots=3, churn_params={"n_estimators": 20}, value_params={"n_estimators": 20})
+    (tmp_path / "spark.yaml").write_text(yaml.safe_dump(cfg))
     r = runner.invoke(app, ["synth", "--out", "data/demo", "--customers", "150", "--seed", "5",
                             "--start", "2023-06-01", "--end", "2025-12-31"])
     assert r.exit_code == 0, r.output

@@ -3,11 +3,14 @@
 Same snapshot protocol as train.py (cutoffs as_of - H - k*step, labels from [c, c + H), the
 latest cutoff(s) the validation fold, nothing on or after as_of read), built with the Spark
 feature families. The models are XGBoost (the local engine's churn model is a GLM on BG/NBD
-features and its value model a two-part model; those need the whole frame on one machine):
+features fitted on one in-memory frame; its value model is two-part, as here):
 
 - churn: SparkXGBClassifier on P(no purchase in H days), calibrated (sigmoid/isotonic) on the
   validation fold collected to the driver, calibration metrics cross-fitted as in train.py;
-- value: SparkXGBRegressor (squared error) on net spend in H days, predictions clipped at 0.
+- value: two-part, as the local value model's structure (models.value.TwoPartValue):
+  SparkXGBClassifier P(net spend in H days > 0) x SparkXGBRegressor reg:gamma E[spend | buy]
+  on the buyers (most accounts spend nothing in a window; squared error on the zero-inflated
+  target ranked worse: validation Gini 0.9324 vs 0.9400 two-part, local 0.9333, README).
 
 num_workers = min(engine.num_workers or cores, cores) (more workers than cores hangs). The
 fitted booster is turned into a plain xgboost sklearn estimator, so the run is logged,
@@ -18,6 +21,7 @@ AUC) and naive last-H-days spend (value); BG/NBD and logistic baselines need the
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
 LABELS = ("churned", "future_value", "future_purchase_days", "naive_value")
+MIN_SPEND = 1.0  # buyers' spend floored here for the gamma fit, as models.value.DEFAULT_PARAMS
 
 
 def spark_labels(txns: "DataFrame", *, cut, horizon_days: int) -> "DataFrame":
@@ -79,11 +84,64 @@ def _local_estimator(spark_model, feature_names: list[str], classifier: bool):
     return est
 
 
+def spark_two_part_value(train_df: "DataFrame", *, feature_names: list[str], common: dict, params: dict,
+                         min_spend: float = MIN_SPEND):
+    """models.value.TwoPartValue fitted with xgboost.spark: P(buy) = P(future_value > 0) by
+    SparkXGBClassifier on every row, E[spend | buy] by SparkXGBRegressor (reg:gamma, log link)
+    on the buyers with the target floored at min_spend; both boosters become local estimators,
+    so the model predicts P(buy) x E[spend | buy] >= 0 like the local value model."""
+    from pyspark.sql import functions as F
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+    from ..models.value import TwoPartValue
+    buy = (F.col("future_value") > 0).cast("long")
+    df = train_df.withColumn("_buy", buy).withColumn("_spend", F.greatest(F.col("future_value"), F.lit(min_spend)))
+    n = df.agg(F.count(F.lit(1)).alias("n"), F.sum("_buy").alias("b")).first()
+    if not n["b"] or n["b"] == n["n"]:
+        raise InputError("the value model needs both buyers (net spend > 0 in the horizon) and non-buyers "
+                         "in the training snapshots")
+    clf = _local_estimator(SparkXGBClassifier(label_col="_buy", **common, **params).fit(df), feature_names,
+                           classifier=True)
+    reg = _local_estimator(SparkXGBRegressor(label_col="_spend", objective="reg:gamma", **common, **params)
+                           .fit(df.where(F.col("_buy") == 1)), feature_names, classifier=False)
+    m = TwoPartValue(classifier=clf, regressor=reg, min_spend=min_spend)
+    # fitted on Spark: set what TwoPartValue.fit would (sklearn's fitted-state attributes)
+    m.classifier_, m.regressor_ = clf, reg
+    stats = df.where(F.col("_buy") == 1).agg(F.avg("future_value").alias("s")).first()
+    m.buy_rate_, m.mean_spend_ = float(n["b"]) / float(n["n"]), float(stats["s"])
+    m.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    m.n_features_in_ = len(feature_names)
+    return m
+
+
+@contextmanager
+def _no_broadcast_joins(spark: "SparkSession", p: Pipeline):
+    """Sort-merge joins while training (unless engine.spark_conf sets the threshold): the
+    stacked snapshots are one plan with ~5 joins per cutoff, and with broadcast joins 20 cutoffs
+    failed here ('Could not allocate memory to grow BytesToBytesMap', 3,000 customers, 6 GB
+    driver)."""
+    key = "spark.sql.autoBroadcastJoinThreshold"
+    if key in p.engine.spark_conf:
+        yield
+        return
+    before = spark.conf.get(key)
+    spark.conf.set(key, "-1")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
 def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
     """Train churn and value on Spark, log/register/gate each through the tracker; returns the
     exported champion bundles (see module docstring)."""
+    with _no_broadcast_joins(spark, p):
+        return _spark_train(spark, tables, p=p, tracker=tracker, say=say)
+
+
+def _spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+    from xgboost.spark import SparkXGBClassifier
 
     from .. import plots
     from ..models import metrics as M
@@ -115,7 +173,8 @@ def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
                          *[F.coalesce(F.col(c).cast("double"), nan).alias(c) for c in feature_names])
     val_cuts = cuts[:cfg.n_val_cutoffs]
     is_val = F.col("cutoff").isin([pd.Timestamp(c).to_pydatetime() for c in val_cuts])
-    train_df = snaps.where(~is_val).repartition(workers)
+    # persisted: three xgboost.spark fits read it (else each recomputes every snapshot)
+    train_df = snaps.where(~is_val).repartition(workers).persist(StorageLevel.MEMORY_AND_DISK)
     val = snaps.where(is_val).toPandas()
     if val.empty or train_df.limit(1).count() == 0:
         raise InputError("no customers with purchases at the training or validation cutoffs")
@@ -149,19 +208,20 @@ def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
                             baseline_metrics=base, figures=figs, input_example=X_val.head(5), data_fingerprint=fp,
                             validation=(X_val, y_val), primary_metric="roc_auc"))
 
-    say("training value model (SparkXGBRegressor)")
+    say("training value model (two-part: SparkXGBClassifier P(buy) x SparkXGBRegressor reg:gamma spend)")
     vp = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, **cfg.value_params}
-    value_sm = SparkXGBRegressor(label_col="future_value", **common, **vp).fit(train_df)
-    value = _local_estimator(value_sm, feature_names, classifier=False)
+    value = spark_two_part_value(train_df, feature_names=feature_names, common=common, params=vp)
     v_val = val["future_value"].astype("float64")
     pred = np.maximum(value.predict(X_val), 0.0)
     vm = M.value_metrics(v_val, pred)
     vb = {"naive": M.value_metrics(v_val, val["naive_value"].astype("float64"))}
     vfigs = {"lift": plots.lift_figure(v_val, pred, title="value (spark): decile lift")}
     out.append(TrainedModel(family="value", horizon_days=H, model=value, feature_names=feature_names,
-                            params={**params, **{f"model.{k}": v for k, v in vp.items()}}, metrics=vm,
+                            params={**params, "model.structure": "two-part: P(buy) x reg:gamma spend",
+                                    **{f"model.{k}": v for k, v in vp.items()}}, metrics=vm,
                             baseline_metrics=vb, figures=vfigs, input_example=X_val.head(5), data_fingerprint=fp,
                             validation=(X_val, v_val), primary_metric="gini"))
+    train_df.unpersist()
     from ..pipeline import log_trained
     return log_trained(tracker, out, say=say)
 

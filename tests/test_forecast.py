@@ -123,13 +123,18 @@ def test_rows_on_or_after_as_of_change_nothing(make_opps, make_history, n_new, c
     assert_frame_equal(base.deals, after.deals)
 
 
-def test_backtest_rows_and_summary(make_opps, make_history):
+def closed_tiny(make_opps, make_history):
+    """The tiny pipeline where D0..D2 really close: D0, D1 won on 2024-03-11, D2 lost."""
     opps, hist = tiny(make_opps, make_history)
-    # D0..D2 really close: D0, D1 won on 2024-03-11, D2 lost.
     for oid, out in (("D0", "won"), ("D1", "won"), ("D2", "lost")):
         m = opps["opportunity_id"] == oid
         opps.loc[m, ["stage", "outcome"]] = out
         opps.loc[m, "closed_date"] = pd.Timestamp("2024-03-11")
+    return opps, hist
+
+
+def test_backtest_rows_and_summary(make_opps, make_history):
+    opps, hist = closed_tiny(make_opps, make_history)
     cfg = ForecastConfig(**{**EXACT, "n_simulations": 400})
     bt = run_backtest(opps, start="2024-01-01", end="2024-03-31", every_days=14, stage_history=hist, config=cfg)
     assert [d.strftime("%m-%d") for d in bt.skipped] == ["01-01"]          # nothing closed yet

@@ -20,7 +20,7 @@ from keyaccounts.forecast.backtest import calibration_table
 from keyaccounts.forecast.probability import DealModel, couple
 from keyaccounts.forecast.synthetic import STAGES as SYN_STAGES
 from keyaccounts.forecast.synthetic import known_pipeline
-from test_forecast import EXACT, OPP_CSV, _run, tiny
+from test_forecast import EXACT, OPP_CSV, _run, closed_tiny, tiny
 
 
 class Const:
@@ -156,14 +156,6 @@ def test_model_forecast_reads_nothing_on_or_after_as_of():
 
 
 # ---------------------------------------------------------------- backtest
-
-def closed_tiny(make_opps, make_history):
-    opps, hist = tiny(make_opps, make_history)
-    for oid, out in (("D0", "won"), ("D1", "won"), ("D2", "lost")):
-        m = opps["opportunity_id"] == oid
-        opps.loc[m, ["stage", "outcome"]] = out
-        opps.loc[m, "closed_date"] = pd.Timestamp("2024-03-11")
-    return opps, hist
 
 
 def test_backtest_reuses_the_model_only_forward(make_opps, make_history, monkeypatch):

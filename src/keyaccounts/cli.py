@@ -505,8 +505,8 @@ def demo(
     t.add_column("where", overflow="fold")
     if res.report:
         t.add_row("HTML report", f"file://{res.report.as_posix()}")
-    for name, label in (("score", "ranked accounts / deals"), ("features", "features"), ("validate", "data quality"),
-                        ("synthetic data", "input tables")):
+    for name, label in (("score", "ranked accounts / deals"), ("forecast", "funnel forecast (periods, funnel)"),
+                        ("features", "features"), ("validate", "data quality"), ("synthetic data", "input tables")):
         if res.outputs.get(name):
             t.add_row(label, ", ".join(str(f) for f in res.outputs[name][:2]) + (" ..." if len(res.outputs[name]) > 2 else ""))
     t.add_row("MLflow store", res.tracking_uri)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from .config import FeatureConfig, StageConfig, TrainConfig
 from .features import Tables
@@ -48,17 +47,6 @@ def customer_split(tables: Tables, *, as_of: dt.date, horizon_days: int, cfg: Tr
     X = snaps.drop(columns=list(LABELS))
     y = snaps[list(LABELS)]
     return Split(X[~is_val], X[is_val], y[~is_val], y[is_val], cuts, val_cuts)
-
-
-def cross_fitted_calibration(model, X: pd.DataFrame, y: pd.Series, method: str, calibrate) -> np.ndarray:
-    """Calibrated probabilities on X where each half is calibrated on the other half, so the
-    reported calibration is measured on data the calibrator did not see."""
-    out = np.zeros(len(X))
-    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
-    for fit_idx, eval_idx in folds.split(X, y):
-        cal = calibrate(model, X.iloc[fit_idx], y.iloc[fit_idx], method=method)
-        out[eval_idx] = cal.predict_proba(X.iloc[eval_idx])[:, 1]
-    return out
 
 
 def btyd_baseline(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Index,
@@ -117,6 +105,7 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     """Churn and value models (with baselines and figures) ready for the tracker."""
     from . import plots
     from .models.churn import calibrate, make_churn_baseline, make_churn_model
+    from .models.common import cross_fitted_calibration
     from .models.value import make_value_model
     from .tracking import TrainedModel
 
@@ -133,7 +122,7 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     y_tr, y_val = sp.y_train["churned"], sp.y_val["churned"]
     churn = make_churn_model({"horizon_days": horizon_days, **cfg.churn_params}).fit(sp.X_train, y_tr)
     raw = churn.predict_proba(sp.X_val)[:, 1]
-    cross = cross_fitted_calibration(churn, sp.X_val, y_val, cfg.calibration, calibrate)
+    cross = cross_fitted_calibration(churn, sp.X_val, y_val, cfg.calibration)
     calibrated = calibrate(churn, sp.X_val, y_val, method=cfg.calibration)
     m = M.classification_metrics(y_val, cross)
     m.update({f"raw_{k}": v for k, v in M.classification_metrics(y_val, raw).items()})

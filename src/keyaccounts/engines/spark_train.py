@@ -147,7 +147,8 @@ def _spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tra
     from ..models import metrics as M
     from ..models.churn import calibrate
     from ..snapshots import cutoffs
-    from ..train import M_rank, cross_fitted_calibration
+    from ..models.common import cross_fitted_calibration
+    from ..train import M_rank
     from ..tracking import TrainedModel
     from .spark_score import spark_fingerprint
     _quiet()
@@ -195,7 +196,7 @@ def _spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tra
     churn = _local_estimator(churn_sm, feature_names, classifier=True)
     y_val = val["churned"].astype("int64")
     raw = churn.predict_proba(X_val)[:, 1]
-    cross = cross_fitted_calibration(churn, X_val, y_val, cfg.calibration, calibrate)
+    cross = cross_fitted_calibration(churn, X_val, y_val, cfg.calibration)
     calibrated = calibrate(churn, X_val, y_val, method=cfg.calibration)
     m = M.classification_metrics(y_val, cross)
     m.update({f"raw_{k}": v for k, v in M.classification_metrics(y_val, raw).items()})

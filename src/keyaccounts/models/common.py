@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import StratifiedKFold
 
 from ..errors import InputError
 
@@ -41,3 +42,15 @@ def calibrate(fitted_model, X_val, y_val, method: str = "sigmoid") -> Calibrated
                               "--horizon-days")
     cv = min(CALIBRATION_FOLDS, rarer)
     return CalibratedClassifierCV(FrozenEstimator(fitted_model), method=method, cv=cv).fit(X_val, y_val)
+
+
+def cross_fitted_calibration(fitted_model, X, y, method: str = "sigmoid") -> np.ndarray:
+    """Calibrated probabilities on held-out X where each half is calibrated on the other half
+    (stratified, seeded), so the reported calibration is measured on labels its calibrator did
+    not see."""
+    y = np.asarray(y)
+    out = np.empty(len(y), dtype="float64")
+    for fit_idx, eval_idx in StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(X, y):
+        cal = calibrate(fitted_model, X.iloc[fit_idx], y[fit_idx], method=method)
+        out[eval_idx] = cal.predict_proba(X.iloc[eval_idx])[:, 1]
+    return out

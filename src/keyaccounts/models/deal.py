@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted
@@ -40,7 +39,7 @@ from xgboost import XGBClassifier
 from ..features import Tables, deals
 from ..features._arrays import as_of_day, day_numbers
 from ..snapshots import cutoffs, deal_snapshots
-from .common import calibrate
+from .common import calibrate, cross_fitted_calibration
 from .metrics import classification_metrics
 
 __all__ = ["MIN_WON", "MIN_LOST", "NUMERIC_FEATURES", "STAGE_COLUMN", "LABEL", "DEFAULT_PARAMS",
@@ -201,16 +200,6 @@ class DealTrainingResult:
     metrics_note: str = ""
 
 
-def _cross_fitted(model, X: pd.DataFrame, y: np.ndarray, method: str, n_splits: int = 2,
-                  seed: int = 0) -> np.ndarray:
-    """Calibrated probabilities for X where each row's calibrator never saw its label."""
-    out = np.empty(len(y), dtype="float64")
-    for fit_idx, score_idx in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y):
-        cal = calibrate(model, X.iloc[fit_idx], y[fit_idx], method)
-        out[score_idx] = cal.predict_proba(X.iloc[score_idx])[:, 1]
-    return out
-
-
 def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: Sequence[str],
                      step_days: int = 30, max_snapshots: int = 12, n_val_cutoffs: int = 1,
                      params: dict[str, Any] | None = None, calibration: str = "sigmoid",
@@ -264,7 +253,7 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
     baseline = StageRateBaseline(prior=baseline_prior).fit(train, y_tr)
     raw = make_deal_model(params, features=features).fit(train, y_tr)
     model = calibrate(raw, val, y_va, calibration)
-    p_cf = _cross_fitted(raw, val, y_va, calibration)
+    p_cf = cross_fitted_calibration(raw, val, y_va, calibration)
     vc = ", ".join(str(c.date()) for c in val_cuts)
     return DealTrainingResult(
         model=model, baseline=baseline,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 
@@ -31,18 +31,22 @@ def classification_metrics(y, p) -> dict[str, float]:
 
 def normalized_gini(actual, pred) -> float:
     """Gini of `actual` ordered by `pred`, over the Gini of the perfect ordering (1 = perfect).
-    Ties in `pred` are broken by original order (stable), so constant predictions score ~0."""
+
+    Ties in `pred` count as the average over their orderings (average ranks), so the result
+    does not depend on row order and a constant prediction scores exactly 0. Uses
+    sum_i actual_i * rank(pred)_i / (n * sum(actual)) - (n + 1) / (2n), the area form of the
+    cumulative-gains curve."""
     a = np.asarray(actual, float)
     p = np.asarray(pred, float)
+    n, total = len(a), a.sum()
+    if n == 0 or total == 0:
+        return float("nan")
 
-    def g(order):
-        s = a[order]
-        cum = np.cumsum(s) / s.sum()
-        n = len(s)
-        return cum.sum() / n - (n + 1) / (2 * n)
+    def g(ranks):
+        return float((a * ranks).sum() / (n * total) - (n + 1) / (2 * n))
 
-    best = g(np.argsort(-a, kind="stable"))
-    return float(g(np.argsort(-p, kind="stable")) / best) if best else float("nan")
+    best = g(rankdata(a))
+    return g(rankdata(p)) / best if best else float("nan")
 
 
 def value_metrics(actual, pred) -> dict[str, float]:

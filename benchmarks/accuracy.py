@@ -200,6 +200,7 @@ def oracle(test: pd.DataFrame, y: pd.DataFrame, *, horizon_days: int, n_jobs: in
     from xgboost import XGBClassifier, XGBRegressor
 
     from keyaccounts.models.churn import feature_steps
+    from keyaccounts.models.value import TwoPartValue
 
     F = Pipeline(feature_steps(horizon_days)).fit(test)
     T = F.transform(test).select_dtypes("number").to_numpy("float64")
@@ -207,13 +208,12 @@ def oracle(test: pd.DataFrame, y: pd.DataFrame, *, horizon_days: int, n_jobs: in
     a = y["future_value"].to_numpy(float)
     kw = dict(n_estimators=300, max_depth=3, learning_rate=0.05, min_child_weight=50, subsample=0.8,
               colsample_bytree=0.8, n_jobs=n_jobs, random_state=seed)
-    p_churn, p_buy, spend = (np.zeros(len(a)) for _ in range(3))
+    p_churn, p_buy, ev = (np.zeros(len(a)) for _ in range(3))
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(T, churned):
         p_churn[te] = XGBClassifier(**kw).fit(T[tr], churned[tr]).predict_proba(T[te])[:, 1]
-        p_buy[te] = XGBClassifier(**kw).fit(T[tr], a[tr] > 0).predict_proba(T[te])[:, 1]
-        buyers = tr[a[tr] > 0]
-        spend[te] = XGBRegressor(objective="reg:gamma", **kw).fit(T[buyers], np.maximum(a[buyers], 1.0)).predict(T[te])
-    return p_churn, p_buy, p_buy * spend
+        value = TwoPartValue(XGBClassifier(**kw), XGBRegressor(objective="reg:gamma", **kw)).fit(T[tr], a[tr])
+        p_buy[te], ev[te] = value.predict_buy_proba(T[te]), value.predict(T[te])
+    return p_churn, p_buy, ev
 
 
 def print_diagnostics(y, rows, naive_value, ev, p_buy, *, test, horizon_days, n_jobs, info) -> None:

@@ -199,15 +199,14 @@ def oracle(test: pd.DataFrame, y: pd.DataFrame, *, horizon_days: int, n_jobs: in
     from sklearn.pipeline import Pipeline
     from xgboost import XGBClassifier, XGBRegressor
 
-    from keyaccounts.models.churn import feature_steps
+    from keyaccounts.models.churn import DEFAULT_PARAMS, feature_steps
     from keyaccounts.models.value import TwoPartValue
 
     F = Pipeline(feature_steps(horizon_days)).fit(test)
     T = F.transform(test).select_dtypes("number").to_numpy("float64")
     churned = y["churned"].to_numpy().astype(int)
     a = y["future_value"].to_numpy(float)
-    kw = dict(n_estimators=300, max_depth=3, learning_rate=0.05, min_child_weight=50, subsample=0.8,
-              colsample_bytree=0.8, n_jobs=n_jobs, random_state=seed)
+    kw = {**DEFAULT_PARAMS["xgb"], "n_jobs": n_jobs, "random_state": seed}  # the churn model's XGBoost settings
     p_churn, p_buy, ev = (np.zeros(len(a)) for _ in range(3))
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(T, churned):
         p_churn[te] = XGBClassifier(**kw).fit(T[tr], churned[tr]).predict_proba(T[te])[:, 1]
@@ -216,15 +215,14 @@ def oracle(test: pd.DataFrame, y: pd.DataFrame, *, horizon_days: int, n_jobs: in
     return p_churn, p_buy, ev
 
 
-def print_diagnostics(y, rows, naive_value, ev, p_buy, *, test, horizon_days, n_jobs, info) -> None:
+def print_diagnostics(y, rows, naive_value, ev, p_buy, *, best_sp, best_gini, test, horizon_days, n_jobs,
+                      info) -> None:
     """Why the Spearman criterion fails at this as_of (diagnostic only: nothing here feeds
     the PASS/FAIL lines)."""
     from scipy.stats import spearmanr
     actual = y["future_value"].to_numpy(float)
     active = np.asarray(naive_value) > 0
     sp = lambda a, b: spearmanr(a, b).statistic  # noqa: E731
-    best_sp = max(rows["naive"]["spearman"], rows["btyd"]["spearman"])
-    best_gini = max(rows["naive"]["gini"], rows["btyd"]["gini"])
     print("Diagnostics (not models; nothing below feeds PASS/FAIL)")
     print(f"- The naive forecast ties {1 - active.mean():.0%} of customers at exactly 0 (no purchase in the "
           f"last H days); {(actual <= 0).mean():.0%} of targets are 0. Spearman rewards matching that tie.")
@@ -313,9 +311,6 @@ def main(argv=None) -> int:
          f"last window ends {(max(cuts) + pd.Timedelta(days=H)).date()}"),
         (f"churn AUC >= best baseline + {MIN_AUC_GAIN}", o["auc"] >= best_auc + MIN_AUC_GAIN,
          f"{o['auc']:.4f} vs {best_auc:.4f} + {MIN_AUC_GAIN} (margin {o['auc'] - best_auc - MIN_AUC_GAIN:+.4f})"),
-        (f"churn AUC >= BG/NBD ranked by -E[purchases] + {MIN_AUC_GAIN} (stricter than the issue; INFO)",
-         o["auc"] >= strict_auc + MIN_AUC_GAIN,
-         f"{o['auc']:.4f} vs {strict_auc:.4f} + {MIN_AUC_GAIN} (margin {o['auc'] - strict_auc - MIN_AUC_GAIN:+.4f})"),
         (f"value Gini >= best baseline + {MIN_GINI_GAIN}", o["gini"] >= best_gini + MIN_GINI_GAIN,
          f"{o['gini']:.4f} vs {best_gini:.4f} + {MIN_GINI_GAIN} (margin {o['gini'] - best_gini - MIN_GINI_GAIN:+.4f})"),
         ("value Spearman >= best baseline", o["spearman"] >= best_sp,
@@ -323,13 +318,15 @@ def main(argv=None) -> int:
         (f"|total relative error| <= {MAX_ABS_TOTAL_ERROR:.0%}", abs(o["total"]) <= MAX_ABS_TOTAL_ERROR,
          f"{o['total']:+.1%}"),
     ]
-    print_diagnostics(y, rows, base["naive"]["value"], ev, value.predict_buy_proba(test), test=test,
-                      horizon_days=H, n_jobs=args.n_jobs, info=info)
+    print_diagnostics(y, rows, base["naive"]["value"], ev, value.predict_buy_proba(test), best_sp=best_sp,
+                      best_gini=best_gini, test=test, horizon_days=H, n_jobs=args.n_jobs, info=info)
     ok = True
     for name, passed, detail in checks:
-        if "INFO" not in name:
-            ok &= bool(passed)
+        ok &= bool(passed)
         print(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}")
+    strict = o["auc"] - strict_auc - MIN_AUC_GAIN
+    print(f"INFO  stricter than the issue, churn AUC >= BG/NBD ranked by -E[purchases] + {MIN_AUC_GAIN}: "
+          f"{'met' if strict >= 0 else 'not met'}, {o['auc']:.4f} vs {strict_auc:.4f} + {MIN_AUC_GAIN} (margin {strict:+.4f})")
     print(f"runtime {time.time() - t_start:.0f}s")
     print(f"accuracy_pass={ok}")
     return 0

@@ -88,3 +88,44 @@ def test_interrupt_after_promotion_puts_the_champion_alias_back(ws, monkeypatch)
     assert aliases(ws)["value-90d"] == before_alias["value-90d"]
     assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
     assert bundle(ws, "value-90d") == before_bundle
+
+
+def test_interrupt_inside_an_open_registry_query_still_ends_the_run_killed(ws, monkeypatch, capfd):
+    """The CI race, made deterministic: the signal lands inside an SQLAlchemy query that has
+    already stepped its SELECT (SQLite SHARED lock held by the cursor the traceback still
+    references). Ending the run KILLED must not then wait on that lock and log a traceback."""
+    import joblib
+    import sqlalchemy.orm.context as ctx
+    from mlflow.tracking.client import MlflowClient
+
+    from keyaccounts.tracking import Tracker, TrainedModel
+    monkeypatch.chdir(ws)
+    before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
+    card = bundle_consistent(ws, "value-90d")
+    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+
+    armed = []
+    real_init, real_tags = ctx.QueryContext.__init__, MlflowClient.set_logged_model_tags
+
+    def init(self, *a, **k):
+        if armed and armed.pop():
+            raise KeyboardInterrupt  # after the cursor executed, as in the CI traceback
+        return real_init(self, *a, **k)
+
+    def tags(self, *a, **k):
+        armed.append(True)
+        return real_tags(self, *a, **k)
+
+    monkeypatch.setattr(ctx.QueryContext, "__init__", init)
+    monkeypatch.setattr(MlflowClient, "set_logged_model_tags", tags)
+    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
+                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
+                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_training(tm)
+    out = capfd.readouterr()
+    assert "Traceback" not in out.out + out.err and "locked" not in out.out + out.err, out.err[-3000:]
+    assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
+    assert aliases(ws)["value-90d"] == before_alias["value-90d"]
+    assert bundle(ws, "value-90d") == before_bundle

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,12 +290,29 @@ def _drift_reference(tm: TrainedModel) -> dict | None:
 
 
 @contextlib.contextmanager
+def _after_interrupt(e: BaseException):
+    """Context for registry writes that clean up after a Ctrl-C/SIGTERM.
+
+    A signal landing inside a query leaves its stepped SQLite cursor alive in the traceback's
+    frames, holding a read lock that would make the cleanup write wait and fail; MLflow would
+    also log that failure with a traceback. Clearing the finished frames releases the cursor."""
+    traceback.clear_frames(e.__traceback__)
+    quiet = logging.getLogger("mlflow.store.db.utils")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
+
+
+@contextlib.contextmanager
 def _killed_on_interrupt(mlflow):
     """End the active run as KILLED (not FAILED) on Ctrl-C/SIGTERM."""
     try:
         yield
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
+    except KeyboardInterrupt as e:
+        with _after_interrupt(e), contextlib.suppress(Exception):
             mlflow.end_run("KILLED")
         raise
 
@@ -412,13 +430,14 @@ class Tracker:
         before = self._champion_version(name)
         try:
             yield
-        except KeyboardInterrupt:
-            now = self._champion_version(name)
-            if (now and now.version) != (before and before.version):
-                if before is None:
-                    self.client.delete_registered_model_alias(name, CHAMPION)
-                else:
-                    self.client.set_registered_model_alias(name, CHAMPION, before.version)
+        except KeyboardInterrupt as e:
+            with _after_interrupt(e):
+                now = self._champion_version(name)
+                if (now and now.version) != (before and before.version):
+                    if before is None:
+                        self.client.delete_registered_model_alias(name, CHAMPION)
+                    else:
+                        self.client.set_registered_model_alias(name, CHAMPION, before.version)
             raise
 
     @property

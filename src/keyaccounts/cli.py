@@ -2,6 +2,7 @@
 error, 130 interrupted."""
 from __future__ import annotations
 
+import _thread
 import datetime as dt
 import functools
 import os
@@ -94,34 +95,85 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+class _Redelivery:
+    """sys.unraisablehook while a command runs. A signal that lands inside a finalizer
+    (``__del__``, a weakref callback run by the garbage collector) or a ctypes callback (an
+    XGBoost data iterator) raises there, and Python only prints and drops it, so the command
+    would run on. Remember it, and deliver it again to the main thread."""
+
+    def __init__(self, previous):
+        self.previous = previous
+        self.signal: int | None = None
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, unraisable) -> None:
+        exc_type = unraisable.exc_type
+        if not (isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt)):
+            self.previous(unraisable)
+            return
+        self.signal = signal.SIGTERM if issubclass(exc_type, Terminated) else signal.SIGINT
+        if self.signal == signal.SIGTERM and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_terminated)  # it was set to ignore further ones
+        # later and from another thread: raised now, it would land in this hook and be dropped
+        self._timer = threading.Timer(0.05, _thread.interrupt_main, args=(self.signal,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _stop(terminated: bool):
+    err_console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]: "
+                      "no half-written files; outputs completed before were kept")
+    return typer.Exit(143 if terminated else 130)
+
+
+def _exit_for(e: BaseException, swallowed: int | None):
+    """The typer.Exit (after its message) for an exception that ended a command."""
+    if isinstance(e, KeyboardInterrupt):
+        return _stop(isinstance(e, Terminated))
+    if swallowed is not None:  # e.g. XGBoost failing because its callback was interrupted
+        return _stop(swallowed == signal.SIGTERM)
+    if isinstance(e, InputError):
+        # soft_wrap: long paths and rows stay intact and copy-pasteable
+        err_console.print("[bold red]bad input[/]")
+        err_console.print(str(e), soft_wrap=True, markup=False, highlight=False)
+        return typer.Exit(2)
+    err_console.print(f"[bold red]internal error[/]: {type(e).__name__}: {e}\n"
+                      "(set KEYACCOUNTS_DEBUG=1 for the traceback)")
+    return typer.Exit(1)
+
+
 def guarded(fn):
     """Turn known failures into a message and an exit code, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+        old_hook = sys.unraisablehook
+        hook = _Redelivery(old_hook)
+        if main:
+            sys.unraisablehook = hook
         try:
-            return fn(*args, **kwargs)
-        except InputError as e:
-            # soft_wrap: long paths and rows stay intact and copy-pasteable
-            err_console.print("[bold red]bad input[/]")
-            err_console.print(str(e), soft_wrap=True, markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as e:
-            err_console.print(f"[yellow]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]: "
-                              "no half-written files; outputs completed before were kept")
-            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
-        except typer.Exit:
-            raise
-        except Exception as e:  # noqa: BLE001 - the user gets one line, developers a traceback
-            if os.environ.get("KEYACCOUNTS_DEBUG"):
+            try:
+                return fn(*args, **kwargs)
+            except typer.Exit:
                 raise
-            err_console.print(f"[bold red]internal error[/]: {type(e).__name__}: {e}\n"
-                              "(set KEYACCOUNTS_DEBUG=1 for the traceback)")
-            raise typer.Exit(1) from None
+            except (KeyboardInterrupt, Exception) as e:  # noqa: BLE001 - one line for users
+                hook.cancel()
+                if (os.environ.get("KEYACCOUNTS_DEBUG") and not isinstance(e, (InputError, KeyboardInterrupt))
+                        and hook.signal is None):
+                    raise
+                raise _exit_for(e, hook.signal) from None
+        except KeyboardInterrupt as e:  # a redelivered signal landing while the above ran
+            raise _stop(isinstance(e, Terminated) or hook.signal == signal.SIGTERM) from None
         finally:
+            hook.cancel()
             if main:
                 signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+                sys.unraisablehook = old_hook
     return wrapper
 
 

@@ -149,6 +149,9 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
         tms = train_customer_models(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, cfg=p.train,
                                     features=p.features, fingerprint=fp, progress=say)
     except ValueError as e:
+        from xgboost.core import XGBoostError
+        if isinstance(e, XGBoostError):  # a ValueError, but a library failure, not the user's data
+            raise
         raise InputError(str(e)) from None
     if loaded.tables.opportunities is not None:
         say("training deal model")

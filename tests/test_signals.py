@@ -71,3 +71,25 @@ def test_failure_right_after_a_swallowed_interrupt_counts_as_the_interrupt(capfd
     assert e.value.exit_code == 130
     err = capfd.readouterr().err
     assert "interrupted" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize(("signum", "code", "word"), [(2, 130, "interrupted"), (15, 143, "terminated")])
+def test_signal_while_the_cli_imports_is_one_line_and_its_exit_code(signum, code, word, monkeypatch, capsys):
+    import builtins
+    import signal
+
+    from keyaccounts import _entry
+    real_import = builtins.__import__
+
+    def importing(name, *a, **k):
+        if name == "keyaccounts.cli":  # the signal lands while pandas & co. load
+            _entry._raise(signum, None)
+        return real_import(name, *a, **k)
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(builtins, "__import__", importing)
+    with pytest.raises(SystemExit) as e:
+        _entry.main()
+    assert e.value.code == code
+    assert capsys.readouterr().err == f"{word} while starting: nothing was read or written\n"
+    assert {s: signal.getsignal(s) for s in handlers} == handlers

@@ -129,3 +129,34 @@ def test_interrupt_inside_an_open_registry_query_still_ends_the_run_killed(ws, m
     assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
     assert aliases(ws)["value-90d"] == before_alias["value-90d"]
     assert bundle(ws, "value-90d") == before_bundle
+
+
+def test_interrupt_after_the_bundle_was_exported_puts_the_old_bundle_back(ws, monkeypatch):
+    """The signal lands after the new champion's bundle was written but before the run ended:
+    alias and bundle both go back to the old champion (they never disagree)."""
+    import joblib
+
+    from keyaccounts.tracking import Tracker, TrainedModel
+    monkeypatch.chdir(ws)
+    before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
+    card = bundle_consistent(ws, "value-90d")
+    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    real_export = tracker.export_bundle
+
+    def exported_then_interrupted(name, version):
+        real_export(name, version)
+        assert bundle_consistent(ws, "value-90d")["version"] == str(version) != before_alias["value-90d"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracker, "export_bundle", exported_then_interrupted)
+    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
+                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
+                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_training(tm)
+    assert aliases(ws)["value-90d"] == before_alias["value-90d"]
+    assert bundle(ws, "value-90d") == before_bundle
+    assert bundle_consistent(ws, "value-90d")["version"] == before_alias["value-90d"]
+    assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
+    assert temp_files(ws) == []

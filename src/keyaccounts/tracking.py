@@ -23,8 +23,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,6 +256,48 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
+class _BundleBackup:
+    """Hard links to the files of a bundle folder, taken on creation. O(1): an export
+    os.replace's new files, and the old ones live on through the links, so `restore()` can put
+    the old bundle back (or remove a bundle that did not exist). Temp-file names (.NAME.*.tmp)."""
+
+    FILES = ("model.joblib", "card.json")  # model first, as export_bundle writes them
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.saved: dict[str, Path] = {}
+        try:
+            for f in self.FILES:
+                if (folder / f).is_file():
+                    tmp = folder / f".{f}.{uuid.uuid4().hex}.bak.tmp"
+                    try:
+                        os.link(folder / f, tmp)
+                    except OSError:  # a file system without hard links
+                        shutil.copy2(folder / f, tmp)
+                    self.saved[f] = tmp
+        except BaseException:
+            self.discard()
+            raise
+
+    def restore(self) -> None:
+        for f in self.FILES:
+            if f in self.saved:
+                saved, target = self.saved.pop(f), self.folder / f
+                if target.exists() and os.path.samefile(saved, target):
+                    saved.unlink()  # unchanged; and rename() between two links of one file is a no-op
+                else:
+                    os.replace(saved, target)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.folder / f).unlink()
+
+    def discard(self) -> None:
+        for tmp in self.saved.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self.saved.clear()
+
+
 def _numeric(d: dict) -> dict[str, float]:
     """The entries of d that are numbers (NaN kept: MLflow stores it), as floats."""
     out = {}
@@ -426,8 +470,10 @@ class Tracker:
 
     @contextlib.contextmanager
     def _champion_kept_on_interrupt(self, name: str):
-        """On Ctrl-C/SIGTERM, put the `champion` alias of `name` back where it was."""
+        """On Ctrl-C/SIGTERM, put the `champion` alias of `name` and its exported bundle back
+        where they were (the two cannot change atomically together, so both are restored)."""
         before = self._champion_version(name)
+        backup = _BundleBackup(self.models_dir / name)
         try:
             yield
         except KeyboardInterrupt as e:
@@ -438,7 +484,10 @@ class Tracker:
                         self.client.delete_registered_model_alias(name, CHAMPION)
                     else:
                         self.client.set_registered_model_alias(name, CHAMPION, before.version)
+                backup.restore()
             raise
+        finally:
+            backup.discard()
 
     @property
     def client(self):

@@ -1,10 +1,22 @@
-"""Console entry point. The CLI imports pandas, pydantic, Typer and Rich (about a second): a
-Ctrl-C or SIGTERM in that window ends the process with 130/143 and one line, not a traceback,
-as a signal does later on (handled by ``cli.guarded``)."""
+"""Console entry point: signals outside a command's own run.
+
+- The CLI imports pandas, pydantic, Typer and Rich (about a second) and Typer parses the
+  arguments before a command runs: a Ctrl-C or SIGTERM there ends the process with 130/143
+  and one line, not a traceback, as a signal does while a command runs (``cli.guarded``).
+- A command that was interrupted exits at once with 130/143: an interrupt can leave a library's
+  non-daemon worker thread (MLflow's artifact thread pool) never told to stop, and the
+  interpreter would wait for it forever.
+- A command that ended otherwise has complete outputs and a decided exit code; a signal during
+  the interpreter's teardown (about a second with XGBoost, MLflow and pandas loaded) ends the
+  process at once with that code instead of -15 or a traceback.
+"""
 from __future__ import annotations
 
+import os
 import signal
 import sys
+
+INTERRUPTED = (130, 143)
 
 
 class _Signalled(KeyboardInterrupt):
@@ -14,21 +26,39 @@ class _Signalled(KeyboardInterrupt):
 
 
 def _raise(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if signum == signal.SIGTERM:  # one is enough: let the way out finish (a 2nd Ctrl-C may force it)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Signalled(signum)
+
+
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 def main() -> None:
     """Run the ``keyaccounts`` CLI."""
-    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _raise)
     try:
         from keyaccounts.cli import app
+        app()
+        code = 0
     except KeyboardInterrupt as e:
         terminated = getattr(e, "signum", signal.SIGINT) == signal.SIGTERM
-        sys.stderr.write(f"{'terminated' if terminated else 'interrupted'} while starting: nothing was read or written\n")
-        sys.exit(143 if terminated else 130)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    app()
+        sys.stderr.write(f"{'terminated' if terminated else 'interrupted'} outside a command's run: "
+                         "nothing half-written\n")
+        code = 143 if terminated else 130
+    except SystemExit as e:
+        if not isinstance(e.code, (int, type(None))):
+            raise
+        code = e.code or 0
+    if code in INTERRUPTED:
+        _exit_now(code)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda signum, frame: _exit_now(code))
+    sys.exit(code)

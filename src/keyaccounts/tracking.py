@@ -478,13 +478,15 @@ class Tracker:
             yield
         except KeyboardInterrupt as e:
             with _after_interrupt(e):
-                now = self._champion_version(name)
-                if (now and now.version) != (before and before.version):
-                    if before is None:
-                        self.client.delete_registered_model_alias(name, CHAMPION)
-                    else:
-                        self.client.set_registered_model_alias(name, CHAMPION, before.version)
-                backup.restore()
+                try:
+                    now = self._champion_version(name)
+                    if (now and now.version) != (before and before.version):
+                        if before is None:
+                            self.client.delete_registered_model_alias(name, CHAMPION)
+                        else:
+                            self.client.set_registered_model_alias(name, CHAMPION, before.version)
+                finally:
+                    backup.restore()
             raise
         finally:
             backup.discard()

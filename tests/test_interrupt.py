@@ -160,3 +160,35 @@ def test_interrupt_after_the_bundle_was_exported_puts_the_old_bundle_back(ws, mo
     assert bundle_consistent(ws, "value-90d")["version"] == before_alias["value-90d"]
     assert run_statuses(ws, "keyaccounts-value")[-1] == "KILLED"
     assert temp_files(ws) == []
+
+
+@pytest.mark.parametrize("where", ["body", "end_run"])
+def test_a_run_interrupted_while_logged_or_ended_is_killed_not_left_running(ws, monkeypatch, where):
+    """The process exits right after an interrupt (no MLflow atexit hook), so a run the signal
+    caught in its body or while MLflow was ending it must be ended KILLED on the way out."""
+    import mlflow
+    from mlflow.tracking.client import MlflowClient
+
+    from keyaccounts.tracking import FORECAST_EXPERIMENT, Tracker
+    monkeypatch.chdir(ws)
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    calls = []
+    if where == "body":
+        def interrupted(*a, **k):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(mlflow, "log_metrics", interrupted)
+    else:
+        real = MlflowClient.set_terminated
+
+        def set_terminated(self, run_id, status=None, *a, **k):
+            calls.append(status)
+            if len(calls) == 1:  # the signal lands inside end_run, after the run left the stack
+                raise KeyboardInterrupt
+            return real(self, run_id, status, *a, **k)
+        monkeypatch.setattr(MlflowClient, "set_terminated", set_terminated)
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_forecast_run(kind="forecast", as_of="2025-10-01", params={"method": "x"}, metrics={"m": 1.0})
+    assert run_statuses(ws, FORECAST_EXPERIMENT)[-1] == "KILLED"
+    assert mlflow.active_run() is None
+    if where == "end_run":
+        assert calls == ["FINISHED", "KILLED"]

@@ -361,6 +361,20 @@ def _killed_on_interrupt(mlflow):
         raise
 
 
+def _end_running_killed(mlflow) -> None:
+    """After a signal that landed while a run was being started or ended (outside
+    `_killed_on_interrupt`): the active run, or the one MLflow was ending when the signal came
+    (already off its stack), is ended KILLED if it is still RUNNING. The process exits right
+    after an interrupt, without MLflow's atexit hook, so nothing else would end it."""
+    with contextlib.suppress(Exception):
+        while mlflow.active_run() is not None:
+            mlflow.end_run("KILLED")
+    with contextlib.suppress(Exception):
+        last = mlflow.last_active_run()
+        if last is not None and last.info.status == "RUNNING":
+            mlflow.MlflowClient().set_terminated(last.info.run_id, "KILLED")
+
+
 def check_card_features(model: Any, card: dict, where: str) -> None:
     """InputError when the card's feature list is not the one the model was fitted on (a card
     edited by hand or paired with another model): scoring would feed columns in the wrong order."""
@@ -434,6 +448,10 @@ class Tracker:
         try:
             with muted:
                 yield mlflow
+        except KeyboardInterrupt as e:
+            with _after_interrupt(e):
+                _end_running_killed(mlflow)
+            raise
         finally:
             self._depth = 0
             mlflow.set_tracking_uri(None)  # back to "not set": MLflow reads the env again
@@ -867,7 +885,7 @@ class Tracker:
         """One finished run in `experiment` with these params, tags and metrics; its id."""
         with self._mlflow() as mlflow:
             exp_id = self._experiment_id(experiment)
-            with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+            with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run, _killed_on_interrupt(mlflow):
                 mlflow.log_params(params)
                 if tags:
                     mlflow.set_tags(tags)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 import uuid
@@ -333,6 +335,25 @@ def _drift_reference(tm: TrainedModel) -> dict | None:
     return reference_summary(X[cols])
 
 
+def _release_db_locks() -> None:
+    """Only after an interrupt: close the pooled connections of every SQLAlchemy engine in the
+    process (MLflow's tracking and registry stores) and every SQLite connection left. A
+    connection a signal tore out of its session can still hold an SQLite lock (a stepped
+    statement, an open transaction); closing it releases the lock, and the cleanup writes open
+    fresh connections."""
+    gc.collect()  # connection records sit in reference cycles: collected, they go back to the pool
+    engine_type = getattr(sys.modules.get("sqlalchemy.engine"), "Engine", None)
+    sqlite_type = getattr(sys.modules.get("sqlite3"), "Connection", None)
+    for obj in gc.get_objects():
+        if engine_type is not None and isinstance(obj, engine_type):
+            with contextlib.suppress(Exception):
+                obj.dispose()
+        elif sqlite_type is not None and isinstance(obj, sqlite_type):
+            # one torn out of its pool entirely; the process is on its way out anyway
+            with contextlib.suppress(Exception):
+                obj.close()
+
+
 @contextlib.contextmanager
 def _after_interrupt(e: BaseException):
     """Context for registry writes that clean up after a Ctrl-C/SIGTERM.
@@ -341,6 +362,7 @@ def _after_interrupt(e: BaseException):
     frames, holding a read lock that would make the cleanup write wait and fail; MLflow would
     also log that failure with a traceback. Clearing the finished frames releases the cursor."""
     traceback.clear_frames(e.__traceback__)
+    _release_db_locks()
     quiet = logging.getLogger("mlflow.store.db.utils")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -356,9 +378,16 @@ def _killed_on_interrupt(mlflow):
     try:
         yield
     except KeyboardInterrupt as e:
-        with _after_interrupt(e), contextlib.suppress(Exception):
-            mlflow.end_run("KILLED")
+        with _after_interrupt(e):
+            try:
+                mlflow.end_run("KILLED")
+            except Exception as err:  # noqa: BLE001 - reported, the interrupt goes on
+                _cleanup_failed("end the MLflow run as KILLED", err)
         raise
+
+
+def _cleanup_failed(what: str, err: Exception) -> None:
+    log.warning("after the interrupt, could not %s: %s", what, str(err).splitlines()[0][:200])
 
 
 def _end_running_killed(mlflow) -> None:
@@ -503,6 +532,9 @@ class Tracker:
                             self.client.delete_registered_model_alias(name, CHAMPION)
                         else:
                             self.client.set_registered_model_alias(name, CHAMPION, before.version)
+                except Exception as err:  # noqa: BLE001 - reported, the interrupt goes on
+                    where = f"v{before.version}" if before is not None else "none"
+                    _cleanup_failed(f"put the '{CHAMPION}' alias of {name} back ({where})", err)
                 finally:
                     backup.restore()
             raise

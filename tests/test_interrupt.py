@@ -10,6 +10,21 @@ from robust_support import (
 pytestmark = pytest.mark.slow
 
 
+def value_challenger(ws):
+    """A tracker on ws's store and a value-90d challenger (the champion's own model, logged with
+    gini 1.0 and no validation data, so the gate promotes it)."""
+    import joblib
+
+    from keyaccounts.tracking import Tracker, TrainedModel
+    card = bundle_consistent(ws, "value-90d")
+    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
+                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
+                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
+    return tracker, tm
+
+
 @pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_train_killed_while_logging_the_value_model(ws, sig, code):
     before_alias, before_value = aliases(ws), bundle(ws, "value-90d")
@@ -62,14 +77,9 @@ def test_interrupt_after_promotion_puts_the_champion_alias_back(ws, monkeypatch)
     """Deterministic version of the race above: the challenger has been promoted and the
     interrupt hits while its bundle is exported -> alias back on the old champion, run KILLED,
     old bundle untouched."""
-    import joblib
-
-    from keyaccounts.tracking import Tracker, TrainedModel
     monkeypatch.chdir(ws)
     before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
-    card = bundle_consistent(ws, "value-90d")
-    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    tracker, tm = value_challenger(ws)
 
     promoted = []
 
@@ -79,9 +89,6 @@ def test_interrupt_after_promotion_puts_the_champion_alias_back(ws, monkeypatch)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tracker, "export_bundle", interrupted)
-    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
-                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
-                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
     with pytest.raises(KeyboardInterrupt):
         tracker.log_training(tm)
     assert promoted
@@ -94,16 +101,12 @@ def test_interrupt_inside_an_open_registry_query_still_ends_the_run_killed(ws, m
     """The CI race, made deterministic: the signal lands inside an SQLAlchemy query that has
     already stepped its SELECT (SQLite SHARED lock held by the cursor the traceback still
     references). Ending the run KILLED must not then wait on that lock and log a traceback."""
-    import joblib
     import sqlalchemy.orm.context as ctx
     from mlflow.tracking.client import MlflowClient
 
-    from keyaccounts.tracking import Tracker, TrainedModel
     monkeypatch.chdir(ws)
     before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
-    card = bundle_consistent(ws, "value-90d")
-    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    tracker, tm = value_challenger(ws)
 
     armed = []
     real_init, real_tags = ctx.QueryContext.__init__, MlflowClient.set_logged_model_tags
@@ -119,9 +122,6 @@ def test_interrupt_inside_an_open_registry_query_still_ends_the_run_killed(ws, m
 
     monkeypatch.setattr(ctx.QueryContext, "__init__", init)
     monkeypatch.setattr(MlflowClient, "set_logged_model_tags", tags)
-    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
-                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
-                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
     with pytest.raises(KeyboardInterrupt):
         tracker.log_training(tm)
     out = capfd.readouterr()
@@ -134,14 +134,9 @@ def test_interrupt_inside_an_open_registry_query_still_ends_the_run_killed(ws, m
 def test_interrupt_after_the_bundle_was_exported_puts_the_old_bundle_back(ws, monkeypatch):
     """The signal lands after the new champion's bundle was written but before the run ended:
     alias and bundle both go back to the old champion (they never disagree)."""
-    import joblib
-
-    from keyaccounts.tracking import Tracker, TrainedModel
     monkeypatch.chdir(ws)
     before_alias, before_bundle = aliases(ws), bundle(ws, "value-90d")
-    card = bundle_consistent(ws, "value-90d")
-    model = joblib.load(ws / "models" / "value-90d" / "model.joblib")
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", models_dir=ws / "models")
+    tracker, tm = value_challenger(ws)
     real_export = tracker.export_bundle
 
     def exported_then_interrupted(name, version):
@@ -150,9 +145,6 @@ def test_interrupt_after_the_bundle_was_exported_puts_the_old_bundle_back(ws, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tracker, "export_bundle", exported_then_interrupted)
-    tm = TrainedModel(family="value", horizon_days=90, model=model, feature_names=card["feature_names"],
-                      params={"as_of": "2025-10-01"}, metrics={"gini": 1.0}, baseline_metrics={}, figures={},
-                      input_example=None, data_fingerprint="test", validation=None, primary_metric="gini")
     with pytest.raises(KeyboardInterrupt):
         tracker.log_training(tm)
     assert aliases(ws)["value-90d"] == before_alias["value-90d"]

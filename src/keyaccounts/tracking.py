@@ -362,7 +362,9 @@ def _after_interrupt(e: BaseException):
     frames, holding a read lock that would make the cleanup write wait and fail; MLflow would
     also log that failure with a traceback. Clearing the finished frames releases the cursor."""
     traceback.clear_frames(e.__traceback__)
-    _release_db_locks()
+    if not getattr(e, "_db_locks_released", False):  # once, though each nested cleanup layer calls this
+        _release_db_locks()
+        e._db_locks_released = True
     quiet = logging.getLogger("mlflow.store.db.utils")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)

@@ -706,3 +706,21 @@ def test_deal_without_account_has_unknown_account_history(make_opps):
     assert got.loc["o2", "account_won_deals"] == 1 and got.loc["o2", "amount_vs_account_won_avg"] == 2.0
     assert np.isnan(got.loc["o3", "account_won_deals"]) and np.isnan(got.loc["o3", "account_lost_deals"])
     assert np.isnan(got.loc["o3", "amount_vs_account_won_avg"])
+
+
+def test_money_sums_are_exact_whatever_the_row_order():
+    """Purchases and returns that cancel sum to exactly 0 (not 1.8e-14) in any row order, so
+    spend_prior is 0 and the growth ratio over it is NaN, never a huge quotient."""
+    from keyaccounts.features import growth, rfm
+    amounts = [0.1, 0.2, -0.3, 19.99, 5.01, -25.0, 1e-7]
+    rows = [("A", f"2024-0{1 + i % 2}-1{i}", a) for i, a in enumerate(amounts)]  # all in the prior window
+    base = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
+    base["timestamp"] = pd.to_datetime(base["timestamp"])
+    seen = set()
+    for seed in range(20):
+        t = base.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        r, g = rfm(t, as_of="2024-06-01"), growth(t, as_of="2024-06-01", window_days=90)
+        assert r.loc["A", "monetary_total"] == 0.0
+        assert g.loc["A", "spend_prior_90d"] == 0.0 and np.isnan(g.loc["A", "spend_growth_ratio_90d"])
+        seen.add(tuple(g.loc["A"].fillna(-1).tolist()))
+    assert len(seen) == 1

@@ -186,7 +186,7 @@ def test_row_order_changes_nothing(w, seed, f):
     sh = {k: (v if k == "as_of" else _shuffled(v, rng)) for k, v in tb.items()}
     a, b = compute(tb), compute(sh)
     for k in a:
-        assert_frame_equal(b[k], a[k], check_exact=False, rtol=1e-9, obj=k)
+        assert_frame_equal(b[k], a[k], check_exact=True, obj=k)  # bit for bit: money sums are exact
 
 
 # ------------------------------------------------------------------ truncation (deterministic)

@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["contributions", "margin", "check_additivity", "REASON_CODES", "REASON_PHRASES", "reason_key",
+__all__ = ["contributions", "margin", "check_additivity", "float32_margin_error_bound", "REASON_CODES", "REASON_PHRASES", "reason_key",
            "top_reasons", "explain_accounts", "select_rows", "global_importance"]
 
 BIAS = "bias"
@@ -261,6 +261,30 @@ def margin(model, X: pd.DataFrame, *, part: str | None = None, exact: bool = Fal
             isinstance(final, TweedieRegressor) and (final.link == "log" or (final.link == "auto" and final.power > 0)))
         return np.log(pred) if log_link else pred
     return _logit(final.predict_proba(X)[:, 1])
+
+
+FLOAT32_UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def float32_margin_error_bound(model, *, part: str | None = None) -> float:
+    """Worst-case |float32 margin - exact margin| of an XGBoost part, from the arithmetic.
+
+    XGBoost sums the base margin and one leaf per tree in float32 (recursive summation of T + 1
+    terms: error <= T u (|base| + sum over trees of the largest |leaf|), u = 2**-24), and TreeSHAP
+    adds, per tree, up to depth + 2 float32 products and sums along a path into each
+    contribution; the bound below counts (T (depth + 2) + 1) such roundings on the same
+    magnitude. It grows with the number of trees and the margin's size, not with the CPU; a
+    tolerance derived from it holds on any machine. Linear parts (float64): 0.0 is returned."""
+    pre, final = _split(_final_model(model, part))
+    if _kind_of(final) != "tree":
+        return 0.0
+    L, base = _tree_leaf_values(final.get_booster())
+    start, stop = _iteration_range(final)
+    L = L[start:stop or None]
+    depth = int(final.get_params().get("max_depth") or 6)
+    magnitude = abs(base) + float(np.nansum(np.nanmax(np.abs(L), axis=1)))
+    n_ops = L.shape[0] * (depth + 2) + 1
+    return float(n_ops * FLOAT32_UNIT_ROUNDOFF * magnitude)
 
 
 def check_additivity(model, X: pd.DataFrame, contrib: pd.DataFrame, *, part: str | None = None,

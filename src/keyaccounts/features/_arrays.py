@@ -14,6 +14,14 @@ import pandas as pd
 # Above this many (customer x day) cells (bytes) the distinct-day bitmap is too large; sort instead.
 _BITMAP_MAX_CELLS = 400_000_000
 
+#: Money is summed in integer units of this many per currency unit (micro-units): every amount
+#: is rounded to 1e-6 first, so sums are exact, cancelling amounts give exactly 0 and row order
+#: cannot change a bit (float addition is not associative; integer addition is).
+MONEY_UNITS_PER_CURRENCY = 1_000_000
+# float64 adds integers exactly while every partial sum stays below 2**53.
+_FLOAT_EXACT_UNITS = 2.0 ** 53
+_INT64_EXACT_UNITS = 2.0 ** 62
+
 
 def as_of_day(as_of: dt.date | str | pd.Timestamp) -> int:
     """as_of as a day number; rejects times of day so the cutoff is never ambiguous."""
@@ -58,12 +66,35 @@ class TxnArrays:
         return np.bincount(self.code, minlength=self.n) > 0
 
     def sum_by(self, weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Exact per-customer sums of money (see `money_sum`), rows where `mask`."""
         if mask is None:
-            out = np.bincount(self.code, weights=weights, minlength=self.n)
-        else:
-            out = np.bincount(self.code[mask], weights=weights[mask], minlength=self.n)
-        # bincount returns int64 when no row is selected, even with float weights
-        return out.astype("float64", copy=False)
+            return money_sum(self.code, weights, self.n)
+        return money_sum(self.code[mask], weights[mask], self.n)
+
+
+def money_sum(code: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-code sums of money amounts, exact in micro-units (MONEY_UNITS_PER_CURRENCY), so the
+    result is the same bit for bit under any row order and amounts that cancel give 0.0.
+
+    The bound max|units| x max rows per code decides the arithmetic: below 2**53 float64
+    bincount is exact (integer-valued partial sums); below 2**62 int64 sums after a sort;
+    beyond that the amounts are refused (no exact sum exists in 64 bits)."""
+    units = np.rint(np.asarray(values, dtype="float64") * MONEY_UNITS_PER_CURRENCY)
+    if len(units) == 0:
+        return np.zeros(n, dtype="float64")
+    bound = float(np.abs(units).max()) * float(np.bincount(code, minlength=n).max())
+    if not np.isfinite(bound) or bound >= _INT64_EXACT_UNITS:
+        raise ValueError(f"money amounts too large to sum exactly (largest |amount| "
+                         f"{np.abs(values).max():.3g}); amounts must stay below ~1e12 per customer")
+    if bound < _FLOAT_EXACT_UNITS:
+        total = np.bincount(code, weights=units, minlength=n)
+    else:
+        order = np.argsort(code, kind="stable")
+        c, u = code[order], units[order].astype(np.int64)
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        total = np.zeros(n, dtype=np.int64)
+        total[c[starts]] = np.add.reduceat(u, starts)
+    return total.astype("float64") / MONEY_UNITS_PER_CURRENCY
 
 
 def txn_arrays(txns: pd.DataFrame, *, as_of, columns: tuple[str, ...] = ()) -> TxnArrays:

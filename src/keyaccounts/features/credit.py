@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import as_of_day, day_numbers, frame, ratio, txn_arrays
+from ._arrays import as_of_day, day_numbers, frame, money_sum, ratio, txn_arrays
 
 
 def credit(invoices: pd.DataFrame, customers: pd.DataFrame | None = None, *, as_of,
@@ -44,14 +44,14 @@ def credit(invoices: pd.DataFrame, customers: pd.DataFrame | None = None, *, as_
     n_inv = s(None)
     dpd_max = np.full(n, -np.inf)
     np.maximum.at(dpd_max, codes, dpd)
-    open_bal = s(amount, ~paid)
+    open_bal = money_sum(codes[~paid], amount[~paid], n)
     cols = {
         "n_invoices": n_inv,
         "days_past_due_mean": ratio(s(dpd), n_inv),
         "days_past_due_max": dpd_max,
         "late_payment_share": ratio(s(late.astype("float64")), s(paid.astype("float64"))),
         "open_balance": open_bal,
-        "overdue_balance": s(amount, overdue),
+        "overdue_balance": money_sum(codes[overdue], amount[overdue], n),
         f"n_overdue_{overdue_threshold_days}d": s(None, overdue & (d0 - due > overdue_threshold_days)),
     }
     out = frame(ids, n_inv > 0, cols)

@@ -33,7 +33,10 @@ def world():
         deal = train_deal_model(Tables(s.transactions, s.customers, s.invoices, s.opportunities, s.stage_history),
                                 as_of="2025-07-01", horizon_days=90, open_stages=list(STAGES_OPEN))
     assert deal.refused_reason is None
-    return {"X": sp.X_val, "churn": cal, "value": value, "deal": deal.model, "D": deal.X_val}
+    E.fix_reference(cal, sp.X_train)
+    E.fix_reference(value, sp.X_train)
+    return {"X": sp.X_val, "churn": cal, "value": value, "deal": deal.model, "D": deal.X_val,
+            "X_train": sp.X_train}
 
 
 def test_churn_linear_contributions_add_up_to_the_margin(world):
@@ -45,8 +48,37 @@ def test_churn_linear_contributions_add_up_to_the_margin(world):
     # the calibrated wrapper explains the frozen model's decision function
     inner = m.calibrated_classifiers_[0].estimator.estimator
     np.testing.assert_allclose(C.sum(axis=1), inner.decision_function(X), atol=1e-9)
-    # linear SHAP with the rows' own mean as background: contributions average to 0
-    np.testing.assert_allclose(C.drop(columns="bias").mean(), 0.0, atol=1e-9)
+    # the reference is the training population's mean: over those rows contributions average 0
+    T = E.contributions(m, world["X_train"])
+    np.testing.assert_allclose(T.drop(columns="bias").mean(), 0.0, atol=1e-9)
+    assert set(E.reference_points(m)[""]) == set(C.columns[:-1])
+
+
+@pytest.mark.parametrize("name", ["churn", "value", "deal"])
+def test_contributions_do_not_depend_on_which_rows_are_explained(world, name):
+    """Every row's contributions and reasons are the same explained alone, among a few rows or
+    among all rows: the reference point is fixed at training, never the scored rows' mean."""
+    m = world[name]
+    X = world["D"] if name == "deal" else world["X"]
+    full = E.contributions(m, X)
+    for rows in (X.index[:1], X.index[::7], X.index[-25:]):
+        part = E.contributions(m, X.loc[rows])
+        np.testing.assert_array_equal(part.to_numpy(), full.loc[rows].to_numpy())
+    R_all = E.explain_accounts(m, X, kind=name)
+    R_top = E.explain_accounts(m, X, kind=name, reasons="top:10")
+    some = R_top.index[R_top["reasons_up"] + R_top["reasons_down"] != ""]
+    assert len(some) == 10
+    assert R_top.loc[some].equals(R_all.loc[some])
+
+
+def test_a_linear_model_without_a_reference_is_refused():
+    from sklearn.linear_model import LogisticRegression
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    m = LogisticRegression().fit(X, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="fix_reference"):
+        E.contributions(m, X)
+    E.fix_reference(m, X)
+    np.testing.assert_allclose(E.contributions(m, X).drop(columns="bias").mean(), 0.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["value", "deal"])

@@ -454,7 +454,8 @@ def score(
     top: Annotated[Optional[int], typer.Option(
         "--top", help="Keep the top N accounts (per group with --by).", min=1)] = None,
     reasons: Annotated[str, typer.Option(
-        "--reasons", help="Plain-words SHAP reasons for 'all' accounts, the 'top:N' by priority, or 'none'.")] = "all",
+        "--reasons", help="Plain-words SHAP reasons for 'all' written rows (default), the 'top:K' by "
+        "priority (per group with --by), or 'none'.")] = "all",
     rank_by: Annotated[str, typer.Option(
         "--rank-by", help="Priority: composite_score (default), value_at_risk, expected_value or churn_probability.")]
     = "composite_score",
@@ -463,12 +464,13 @@ def score(
     """Ranked key-account list at as_of: churn_probability, expected_value, value_at_risk, p_alive,
     expected_purchases, every tier, composite score, reasons and recommended action per account;
     close_probability and expected revenue per open deal."""
-    from .pipeline import require_as_of, step_score
+    from .pipeline import check_score_params, require_as_of, step_score
+    params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry",
+              "by": by, "top": top, "reasons": reasons, "rank_by": rank_by}
+    check_score_params(params)  # bad options exit 2 before any file is read
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
     require_as_of(p)
-    params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry",
-              "by": by, "top": top, "reasons": reasons, "rank_by": rank_by}
     p = _with_engine(p, engine, spark_master)
     if p.engine.name == "spark":
         from .engines.spark_score import choose_engine

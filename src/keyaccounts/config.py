@@ -134,8 +134,6 @@ class EngineConfig(_Strict):
     spark_min_rows: int = Field(
         20_000_000, ge=0, description="train/score: with fewer transaction rows the local engine is used (it is faster)")
     num_workers: int | None = Field(None, gt=0, description="xgboost.spark workers; default and cap: Spark's cores")
-    reasons_background_rows: int = Field(
-        50_000, gt=0, description="spark score: accounts sampled as the linear-SHAP background (exact when fewer)")
 
 
 STEP_NAMES = ("validate", "features", "train", "score", "report", "forecast")

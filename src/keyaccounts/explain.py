@@ -11,8 +11,11 @@ Contributions (`contributions`) are exact, in the margin of the model's final es
   path-dependent algorithm over the trees' own cover, so `background` is not used); the margin is
   `predict(..., output_margin=True)`: log-odds for `binary:logistic`, log(E[spend]) for `reg:gamma`.
 - linear part (an estimator with `coef_`, e.g. LogisticRegression): exact linear SHAP
-  coef * (z - mean z over `background`) with bias = intercept + coef . mean z, where z are the
-  final estimator's inputs (after imputing/scaling); the margin is `decision_function` (the log
+  coef * (z - reference) with bias = intercept + coef . reference, where z are the final
+  estimator's inputs (after imputing/scaling) and the reference is the training population's
+  mean of z, stored in the model when it is trained (`fix_reference`; for a StandardScaler
+  fitted with the model that mean is 0). The reference never depends on the rows scored, so an
+  account's reasons are the same in every list. The margin is `decision_function` (the log
   link's linear predictor for gamma/Poisson GLMs).
 - Calibrated wrappers (CalibratedClassifierCV(FrozenEstimator(model))): the underlying frozen
   model's margin is explained. Sigmoid and isotonic calibration are monotone maps of that
@@ -40,7 +43,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["contributions", "margin", "check_additivity", "float32_margin_error_bound", "REASON_CODES", "REASON_PHRASES", "reason_key",
+__all__ = ["contributions", "fix_reference", "reference_points", "margin", "check_additivity", "float32_margin_error_bound", "REASON_CODES", "REASON_PHRASES", "reason_key",
            "top_reasons", "explain_accounts", "select_rows", "global_importance"]
 
 BIAS = "bias"
@@ -143,9 +146,10 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
 
     - XGBoost last step: exact TreeSHAP (`pred_contribs=True`, path-dependent on the trees'
       cover; `background` is ignored). Identical to shap.TreeExplainer(booster).
-    - linear last step: coef * (z - mean of z over `background`, default X) and
-      bias = intercept + coef . mean z, with z the (imputed, scaled) estimator inputs.
-      For explanations of a subset, pass the full scored population as `background`.
+    - linear last step: coef * (z - reference) and bias = intercept + coef . reference, with z
+      the (imputed, scaled) estimator inputs and the reference fixed at training (see
+      `fix_reference`; `background` overrides it only for a model that stores none), so a row's
+      contributions are the same whichever other rows are explained with it.
     - Calibrated models (CalibratedClassifierCV(FrozenEstimator(m))): explains m's margin, not
       the calibrated probability; calibration (sigmoid/isotonic) is monotone in that margin,
       so the ranking and direction of reasons are unaffected.
@@ -175,10 +179,7 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
         if coef.ndim == 2 and coef.shape[0] != 1:
             raise ValueError("only binary classifiers / single-output linear models can be explained")
         coef = coef.ravel()
-        if background is None or background is X:
-            mu = A.mean(axis=0)
-        else:
-            mu = _as_float(_transform(pre, background)[0]).mean(axis=0)
+        mu = _linear_reference(pre, final, background, A.shape[1])
         C = np.empty((A.shape[0], A.shape[1] + 1), dtype="float64")
         np.subtract(A, mu, out=C[:, :-1])
         C[:, :-1] *= coef
@@ -189,6 +190,63 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
         C = np.column_stack([_logit(rate) - base, np.full(len(X), base)])
         names = [final.stage_col]
     return pd.DataFrame(C, index=X.index, columns=list(names) + [BIAS])
+
+
+REFERENCE_ATTR = "explain_reference_"
+
+
+def _linear_reference(pre, final, background: pd.DataFrame | None, width: int) -> np.ndarray:
+    """The point a linear model's contributions are measured from, fixed at training so an
+    account's reasons never depend on which other rows are scored: the stored training mean
+    (`fix_reference`); else the mean over an explicit `background`; else, when the inputs end
+    in a StandardScaler fitted with the model, 0 (the training mean in scaled units)."""
+    ref = getattr(final, REFERENCE_ATTR, None)
+    if ref is not None:
+        return np.asarray(ref, dtype="float64")
+    if background is not None:
+        return _as_float(_transform(pre, background)[0]).mean(axis=0)
+    last = pre.steps[-1][1] if pre is not None else None
+    if getattr(last, "with_mean", False) and hasattr(last, "mean_"):
+        return np.zeros(width, dtype="float64")
+    raise ValueError("this linear model has no fixed reference point: call explain.fix_reference(model, "
+                     "X_train) after fitting, or pass background= (the training rows)")
+
+
+def _linear_finals(model) -> list:
+    """(preprocessing, final estimator) of every linear part of a fitted model."""
+    parts = ("buy", "spend") if hasattr(model, "classifier_") else (None,)
+    out = []
+    for part in parts:
+        pre, final = _split(_final_model(model, part))
+        if getattr(final, "coef_", None) is not None:
+            out.append((pre, final))
+    return out
+
+
+def fix_reference(model, X_train: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Store the training population's mean of every linear part's (transformed) inputs in the
+    fitted model (attribute `explain_reference_`), so contributions are measured from the same
+    point at every scoring; returns `reference_points(model)` for the card and the run. Tree
+    parts need nothing: TreeSHAP's reference is the trees' own training cover."""
+    for pre, final in _linear_finals(model):
+        setattr(final, REFERENCE_ATTR, _as_float(_transform(pre, X_train)[0]).mean(axis=0))
+    return reference_points(model)
+
+
+def reference_points(model) -> dict[str, dict[str, float]]:
+    """{part: {input: reference value}} of the model's linear parts ('' part for a one-part
+    model; 'buy' / 'spend' for the two-part value model); tree parts are not listed."""
+    out = {}
+    parts = ("buy", "spend") if hasattr(model, "classifier_") else (None,)
+    for part in parts:
+        pre, final = _split(_final_model(model, part))
+        ref = getattr(final, REFERENCE_ATTR, None)
+        if ref is None or getattr(final, "coef_", None) is None:
+            continue
+        names = [str(c) for c in pre.get_feature_names_out()] if hasattr(pre, "get_feature_names_out") else \
+            [f"x{i}" for i in range(len(ref))]
+        out[part or ""] = {n: round(float(v), 12) for n, v in zip(names, np.asarray(ref, dtype="float64"))}
+    return out
 
 
 def _tree_leaf_values(booster) -> tuple[np.ndarray, float]:
@@ -756,7 +814,8 @@ def explain_accounts(model, X: pd.DataFrame, raw: pd.DataFrame | None = None, *,
     frame for the phrases (default X). reasons='all' explains every row; 'top:N' only the N
     highest-priority rows (by `scores`, default the model's own prediction: P(churn), expected
     value or P(win)), so scoring 1M accounts and explaining the top 1,000 costs little.
-    Linear contributions are centred on the mean over all of X, whichever rows are explained.
+    Linear contributions are measured from the reference fixed at training (see `contributions`),
+    so a row's reasons do not depend on the other rows of X.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
@@ -774,7 +833,7 @@ def explain_accounts(model, X: pd.DataFrame, raw: pd.DataFrame | None = None, *,
         if len(sel) == 0:
             return out.astype("str")
     Xs = X if sel is None else X.iloc[sel]
-    C = contributions(model, Xs, background=X, part=part if kind == "value" else None)
+    C = contributions(model, Xs, part=part if kind == "value" else None)
     if raw.index.equals(X.index):
         rs = raw if sel is None else raw.iloc[sel]
     else:

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from . import xlsx
 from .config import ReadOptions
 from .errors import InputError
 
@@ -247,9 +248,10 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 
 
-def sheet_names(keys) -> dict:
-    """Excel-safe, unique sheet names (<= 31 chars, no []:*?/\\) for the given group keys."""
-    out, used = {}, set()
+def sheet_names(keys, reserved: tuple[str, ...] = ()) -> dict:
+    """Excel-safe, unique sheet names (<= 31 chars, no []:*?/\\) for the given group keys, none
+    equal to a `reserved` name (e.g. the "Read me" sheet)."""
+    out, used = {}, {r.lower() for r in reserved}
     for k in keys:
         base = _SHEET_BAD.sub("_", "(none)" if k is None or k != k else str(k)).strip("'")[:31] or "sheet"
         name, i = base, 2
@@ -275,26 +277,38 @@ def _excel_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
     return buf.getvalue()
 
 
-def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True, sheets_by: str | None = None) -> Path:
+def split_sheets(df: pd.DataFrame, sheets_by: str | None, single: str = "data",
+                 reserved: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """Sheet name -> rows: one sheet per value of column `sheets_by` (missing values together)
+    when given and present, else (or when there are no rows) one sheet `single`."""
+    if not (sheets_by and sheets_by in df.columns) or df.empty:
+        return {single: df}
+    keys = list(dict.fromkeys(df[sheets_by].tolist()))
+    names = sheet_names(keys, reserved)
+    return {names[k]: df[(df[sheets_by] == k) | (df[sheets_by].isna() & (k is None or k != k))] for k in keys}
+
+
+def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True, sheets_by: str | None = None,
+                meta: dict | None = None) -> Path:
     """Write by extension (.csv[.gz], .parquet, .xlsx) atomically; returns the path.
-    Excel: one sheet per value of column `sheets_by` when given (else one sheet 'data'),
-    frozen header and filters. CSV/Excel text cells that a spreadsheet would run as a formula
-    are neutralised."""
+    Excel: one sheet per value of column `sheets_by` when given (else one sheet), frozen header
+    and filters. With `meta` (a dict, see keyaccounts.xlsx: as_of, versions, rank_by, ...) the
+    workbook is for people: a "Read me" sheet first, human column labels and number formats;
+    without it (features, forecasts) the sheets keep the machine column names. CSV/Parquet
+    always keep the machine names. CSV/Excel text cells that a spreadsheet would run as a
+    formula are neutralised."""
     p = Path(path)
     kind = _kind(p)
     if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
         raise InputError("unknown output format; use .csv, .csv.gz, .parquet or .xlsx", file=str(p))
     if kind == "parquet":
         _atomic(p, lambda t: df.to_parquet(t, index=index))
-    elif kind == "excel":
+    elif kind == "excel" and meta is not None:
         safe = neutralise_formulas(df.reset_index() if index else df)
-        if sheets_by and sheets_by in safe.columns:
-            keys = list(dict.fromkeys(safe[sheets_by].tolist()))
-            names = sheet_names(keys)
-            sheets = {names[k]: safe[(safe[sheets_by] == k) | (safe[sheets_by].isna() & (k is None or k != k))]
-                      for k in keys}
-        else:
-            sheets = {"data": safe}
+        sheets = split_sheets(safe, sheets_by, xlsx.list_sheet_name(meta), reserved=(xlsx.READ_ME,))
+        _atomic(p, lambda t: t.write_bytes(xlsx.workbook_bytes(sheets, meta)))
+    elif kind == "excel":
+        sheets = split_sheets(neutralise_formulas(df.reset_index() if index else df), sheets_by)
         _atomic(p, lambda t: t.write_bytes(_excel_bytes(sheets)))
     else:
         safe = neutralise_formulas(df)
@@ -352,3 +366,13 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, fmt: str =
     return {name: write_frame(df, folder / f"{name}.{fmt}", index=False) for name, df in tables.items()}
 
 
+
+
+def check_output_format(path: str | Path) -> str:
+    """The writer `write_frame` would use for `path` ('csv', 'parquet' or 'excel'); InputError
+    for any other extension, so a command can refuse a bad --out before it does any work."""
+    p = Path(path)
+    kind = _kind(p)
+    if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
+        raise InputError("unknown output format; use .csv, .csv.gz, .parquet or .xlsx", file=str(p))
+    return kind

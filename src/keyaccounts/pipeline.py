@@ -182,6 +182,20 @@ def log_trained(tracker, tms: list, *, say=print) -> list[Path]:
     return written
 
 
+def check_score_params(params: dict[str, Any]) -> None:
+    """Every option of the score step checked before any data is read or scored: output paths
+    and formats, --by, --reasons."""
+    from .score import parse_reasons
+    if not params.get("out"):
+        raise InputError("score step needs 'out: PATH'")
+    for key in ("out", "deals_out"):
+        if params.get(key):
+            io.check_output_format(params[key])
+    if params.get("by") not in (None, "owner", "region"):
+        raise InputError(f"--by must be owner or region, got '{params.get('by')}'")
+    parse_reasons(str(params.get("reasons", "all")))
+
+
 def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None) -> list[Path]:
     """Ranked account (and open-deal) lists with the champions, tiers and reasons; written
     atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
@@ -189,11 +203,8 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, o
     from .score import score_accounts, score_deals, tier_counts
     from .tracking import TrackingUnavailable, data_fingerprint
     as_of = require_as_of(p)
-    if not params.get("out"):
-        raise InputError("score step needs 'out: PATH'")
+    check_score_params(params)
     by = params.get("by")
-    if by not in (None, "owner", "region"):
-        raise InputError(f"--by must be owner or region, got '{by}'")
     opts = {"prefer": params.get("prefer", "registry"), "reasons": str(params.get("reasons", "all")),
             "by": by, "top": params.get("top")}
     tracker = _tracker(p, params)
@@ -211,12 +222,18 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, o
                                    tracker=tracker, say=say, **opts)
         versions.update(dv)
     say(f"writing {len(accounts):,} accounts to {params['out']}")
-    written = [io.write_frame(accounts, params["out"], sheets_by=by)]
+    # What the Excel "Read me" sheet tells the reader (CSV/Parquet ignore it).
+    meta = {"as_of": as_of, "horizon_days": p.horizon_days, "versions": versions, "by": by, "top": opts["top"],
+            "reasons": opts["reasons"], "inputs": {n: s.path for n, s in p.inputs.items()}, "tiers": p.tiers,
+            "lifecycle": p.features.lifecycle, "risk_bands": (p.report.risk_medium, p.report.risk_high)}
+    written = [io.write_frame(accounts, params["out"], sheets_by=by, meta={
+        **meta, "list": "accounts", "rank_by": params.get("rank_by", "composite_score")})]
     if deals_df is not None:
         out = Path(params["out"])
         deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
         say(f"writing {len(deals_df):,} open deals to {deals_out}")
-        written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None))
+        written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None,
+                                      meta={**meta, "list": "deals", "rank_by": "expected_revenue"}))
     counts = {"accounts": len(accounts), "deals": 0 if deals_df is None else len(deals_df)}
     if tracker.unavailable is None:
         say(f"logging the score run to {tracker.tracking_uri}")

@@ -52,15 +52,17 @@ def _load(tracker, name: str, prefer: str):
 
 
 def parse_reasons(reasons: str) -> tuple[str, int]:
-    """'all' | 'none' | 'top:N' -> (mode, N)."""
-    if reasons in ("all", "none"):
-        return reasons, 0
-    if reasons.startswith("top:") and reasons[4:].isdigit() and int(reasons[4:]) > 0:
-        return "top", int(reasons[4:])
-    raise InputError(f"--reasons must be all, none or top:N, got '{reasons}'")
+    """'all' | 'none' | 'top:K' -> (mode, K). With a group (--by), top:K is per group."""
+    spec = str(reasons).strip().lower()
+    if spec in ("all", "none"):
+        return spec, 0
+    if spec.startswith("top:") and spec[4:].isdigit() and int(spec[4:]) > 0:
+        return "top", int(spec[4:])
+    raise InputError(f"--reasons must be all, none or top:K with K a whole number >= 1 (per group with "
+                     f"--by), got '{reasons}'")
 
 
-def _rank(df: pd.DataFrame, by: str, group: str | None) -> pd.DataFrame:
+def rank_rows(df: pd.DataFrame, by: str, group: str | None) -> pd.DataFrame:
     """Sort by `by` descending, ties by id; rank 1 = first. With a group: grouped, group_rank."""
     if by not in df.columns:
         raise InputError(f"cannot rank by '{by}': not in the output (choose from {', '.join(RANK_BY)})")
@@ -77,10 +79,23 @@ def _rank(df: pd.DataFrame, by: str, group: str | None) -> pd.DataFrame:
     return df
 
 
-def _top(df: pd.DataFrame, top: int | None, group: str | None) -> pd.DataFrame:
+def keep_top(df: pd.DataFrame, top: int | None, group: str | None) -> pd.DataFrame:
+    """The first `top` rows of a ranked frame (per group when grouped)."""
     if not top:
         return df
     return df[df["group_rank"] <= top] if group else df[df["rank"] <= top]
+
+
+def reason_rows(ranked: pd.DataFrame, reasons: str, group: str | None) -> pd.Index:
+    """The rows of a ranked (and cut) frame that get reasons: all, none, or the top K by
+    rank (per group when grouped, so every group's first K rows are explained)."""
+    mode, k = parse_reasons(reasons)
+    if mode == "all":
+        return ranked.index
+    if mode == "none":
+        return ranked.index[:0]
+    pos = ranked["group_rank"] if group and "group_rank" in ranked.columns else ranked["rank"]
+    return ranked.index[pos.to_numpy() <= k]
 
 
 def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
@@ -89,11 +104,11 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
                    on_family=None) -> tuple[pd.DataFrame, dict[str, str]]:
     """The ranked account list (see module docstring). `say(message)` hears the sub-steps,
     `on_family` is build_features' progress callback; neither changes the result."""
-    from .explain import explain_accounts, select_rows
+    from .explain import explain_accounts
     from .tiers import assign_tiers
     from .tracking import model_name
     say = say or (lambda message: None)
-    mode, n_top = parse_reasons(reasons)
+    parse_reasons(reasons)
     say("building customer features")
     f = build_features(tables, as_of=as_of, config=p.features, progress=on_family)
     f = f[f["frequency"] > 0]
@@ -112,18 +127,9 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     # Revenue at stake: this customer's run-rate over the horizon, times the risk of losing it.
     run_rate = f["spend_365d"].clip(lower=0) * horizon_days / 365.0 if "spend_365d" in f.columns else out["expected_value"]
     out["value_at_risk"] = out["churn_probability"] * run_rate
-    b = btyd_baseline(tables.transactions, as_of=as_of, horizon_days=horizon_days, index=f.index)
-    out = out.join(b[["p_alive", "expected_purchases", "btyd_value"]])
+    out = out.join(_btyd_columns(tables, as_of, horizon_days, f.index, say))
     tiers = assign_tiers(f, out, p.tiers)
     out = out.join(tiers)
-    if mode != "none":
-        chosen = out.index if mode == "all" else select_rows(out[rank_by], f"top:{n_top}")
-        for fam in ("churn", "value"):
-            say(f"SHAP reasons ({fam}) for {len(chosen):,} accounts")
-            model, X = models[fam]
-            r = explain_accounts(model, X.loc[chosen], f.loc[chosen], n=3, kind=fam)
-            out[f"{fam}_reasons_up"] = r["reasons_up"].reindex(out.index).fillna("")
-            out[f"{fam}_reasons_down"] = r["reasons_down"].reindex(out.index).fillna("")
     if tables.customers is not None:
         ctx = [c for c in CONTEXT if c in tables.customers.columns]
         if ctx:
@@ -134,8 +140,39 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
         out[f"{fam}_model_version"] = f"{name}/v{versions[name]}"
     out["as_of"] = pd.Timestamp(as_of)
     out.index.name = "customer_id"
-    out = _top(_rank(out, rank_by, by), top, by)
+    out = keep_top(rank_rows(out, rank_by, by), top, by)
+    # Reasons after the cut: the reference point is fixed at training, so explaining only the
+    # written rows gives each account the same reasons as explaining everyone.
+    if parse_reasons(reasons)[0] == "none":
+        return out, versions
+    chosen = reason_rows(out, reasons, by)
+    for fam in ("churn", "value"):
+        say(f"SHAP reasons ({fam}) for {len(chosen):,} accounts")
+        model, X = models[fam]
+        r = explain_accounts(model, X.loc[chosen], f.loc[chosen], n=3, kind=fam) if len(chosen) else None
+        for side in ("up", "down"):
+            out.insert(out.columns.get_loc("churn_model_version"), f"{fam}_reasons_{side}",
+                       _fill(out.index, chosen, None if r is None else r[f"reasons_{side}"]))
     return out, versions
+
+
+def _btyd_columns(tables: Tables, as_of, horizon_days: int, index: pd.Index, say) -> pd.DataFrame:
+    """The BG/NBD + Gamma-Gamma baseline beside the models, fitted on the history before as_of;
+    left blank (and said) when that history is too small to fit, e.g. one account scored alone."""
+    cols = ["p_alive", "expected_purchases", "btyd_value"]
+    try:
+        return btyd_baseline(tables.transactions, as_of=as_of, horizon_days=horizon_days, index=index)[cols]
+    except (ValueError, RuntimeError) as e:
+        say(f"[yellow]note[/]: BG/NBD baseline left blank ({e})")
+        return pd.DataFrame(np.nan, index=index, columns=cols)
+
+
+def _fill(index: pd.Index, chosen: pd.Index, values: pd.Series | None) -> pd.Series:
+    """A text column over `index`: `values` on the chosen rows, '' elsewhere."""
+    col = pd.Series("", index=index, dtype="object")
+    if values is not None:
+        col.loc[chosen] = values.reindex(chosen).to_numpy(dtype=object)
+    return col.astype("str")
 
 
 def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
@@ -158,17 +195,22 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
     say(f"predicting close_probability for {len(d):,} open deals ({name})")
     out["close_probability"] = model.predict_proba(X)[:, 1] if len(d) else np.zeros(0)
     out["expected_revenue"] = out["close_probability"] * out["amount"].fillna(0.0)
-    if len(d) and parse_reasons(reasons)[0] != "none" and not card.get("refused_reason"):
-        try:
-            say(f"SHAP reasons (deal) for {len(d):,} open deals")
-            r = explain_accounts(model, X, d, n=3, kind="deal")
-            out["reasons_up"], out["reasons_down"] = r["reasons_up"], r["reasons_down"]
-        except ValueError:  # the stage-rate fallback has no per-feature contributions
-            pass
     out["deal_model_version"] = f"{name}/v{card.get('version')}"
     out["as_of"] = pd.Timestamp(as_of)
     by = by if by in out.columns else None
-    return _top(_rank(out, "expected_revenue", by), top, by), {name: str(card.get("version"))}
+    out = keep_top(rank_rows(out, "expected_revenue", by), top, by)
+    if not len(out) or parse_reasons(reasons)[0] == "none" or card.get("refused_reason"):
+        return out, {name: str(card.get("version"))}
+    chosen = reason_rows(out, reasons, by)
+    say(f"SHAP reasons (deal) for {len(chosen):,} open deals")
+    try:
+        r = explain_accounts(model, X.loc[chosen], d.loc[chosen], n=3, kind="deal") if len(chosen) else None
+    except ValueError:  # the stage-rate fallback has no per-feature contributions
+        return out, {name: str(card.get("version"))}
+    for side in ("up", "down"):
+        out.insert(out.columns.get_loc("deal_model_version"), f"reasons_{side}",
+                   _fill(out.index, chosen, None if r is None else r[f"reasons_{side}"]))
+    return out, {name: str(card.get("version"))}
 
 
 def tier_counts(accounts: pd.DataFrame) -> dict[str, float]:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from keyaccounts.errors import InputError
+from keyaccounts.explain import reference_points
 
 log = logging.getLogger(__name__)
 
@@ -771,6 +772,8 @@ class Tracker:
             digest["sha256"] = _sha256(tmp)
 
         _write_atomic(folder / "model.joblib", dump)
+        # the point linear reasons are measured from, fixed at training (explain.fix_reference)
+        card["explain_reference"] = reference_points(model)
         card.update(sha256=digest["sha256"],
                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         _write_atomic(folder / "card.json",

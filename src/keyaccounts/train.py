@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FeatureConfig, StageConfig, TrainConfig
+from .explain import fix_reference
 from .features import Tables
 from .labels import customer_labels
 from .models import metrics as M
@@ -124,6 +125,7 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     raw = churn.predict_proba(sp.X_val)[:, 1]
     cross = cross_fitted_calibration(churn, sp.X_val, y_val, cfg.calibration)
     calibrated = calibrate(churn, sp.X_val, y_val, method=cfg.calibration)
+    churn_ref = fix_reference(calibrated, sp.X_train)  # reasons measured from the training mean
     m = M.classification_metrics(y_val, cross)
     m.update({f"raw_{k}": v for k, v in M.classification_metrics(y_val, raw).items()})
     lr = make_churn_baseline().fit(sp.X_train, y_tr)
@@ -143,13 +145,15 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     out = [TrainedModel(
         family="churn", horizon_days=horizon_days, model=calibrated, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
-                       {f"model.{k}": v for k, v in cfg.churn_params.items()}),
+                       {**{f"model.{k}": v for k, v in cfg.churn_params.items()},
+                        "explain_reference": churn_ref}),
         metrics=m, baseline_metrics=baselines, figures=figs, input_example=example,
         data_fingerprint=fingerprint, validation=(sp.X_val, y_val), primary_metric="roc_auc")]
 
     step("training value model")
     v_tr, v_val = sp.y_train["future_value"], sp.y_val["future_value"]
     value = make_value_model({"horizon_days": horizon_days, **cfg.value_params}).fit(sp.X_train, v_tr)
+    value_ref = fix_reference(value, sp.X_train)
     pred = value.predict(sp.X_val)
     vb = {"naive": M.value_metrics(v_val, base["naive_value"]), "btyd": M.value_metrics(v_val, base["btyd_value"])}
     vfigs = {"lift": plots.lift_figure(v_val, pred, title="value: decile lift")}
@@ -162,7 +166,8 @@ def train_customer_models(tables: Tables, *, as_of: dt.date, horizon_days: int, 
     out.append(TrainedModel(
         family="value", horizon_days=horizon_days, model=value, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
-                       {f"model.{k}": v for k, v in cfg.value_params.items()}),
+                       {**{f"model.{k}": v for k, v in cfg.value_params.items()},
+                        "explain_reference": value_ref}),
         metrics=vm, baseline_metrics=vb, figures=vfigs, input_example=example,
         data_fingerprint=fingerprint, validation=(sp.X_val, v_val), primary_metric="gini"))
     return out

@@ -571,10 +571,12 @@ def as_feature_dtypes(pdf: pd.DataFrame) -> pd.DataFrame:
     return pdf
 
 
-def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list[str] | None = None) -> str:
+def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list[str] | None = None,
+                       meta: dict | None = None) -> str:
     """Write a Spark frame: `.parquet` (or no suffix, or a URI) -> a Parquet folder written by
     the executors (partitioned by `partition_by`), local folders atomically (temp folder, then
-    rename via io); anything else (.csv, .xlsx) is collected and written by io.write_frame."""
+    rename via io); anything else (.csv, .xlsx) is collected and written by io.write_frame
+    (`meta`: what an Excel list's Read me sheet says, see keyaccounts.xlsx)."""
     from .. import io
     _quiet()
     p = str(path)
@@ -592,7 +594,7 @@ def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list
     key = next((c for c in ("rank", "customer_id") if c in pdf.columns), None)
     if key:  # Spark returns rows in no particular order
         pdf = pdf.sort_values(key, kind="stable", ignore_index=True)
-    return str(io.write_frame(pdf, p, index=False))
+    return str(io.write_frame(pdf, p, index=False, meta=meta))
 
 
 __all__ = ["spark_session", "session_for", "spark_cores", "read_source", "canonical_table", "SparkTables",

@@ -8,9 +8,8 @@
 3. tiers, composite score and ranks need the whole population (ABC/Pareto shares, percentile
    ranks), so they are computed exactly, with the local engine's code (tiers.assign_tiers,
    score._rank), on the driver from a narrow frame (the ~20 columns the tiers read);
-4. reasons per row in mapInPandas (exact TreeSHAP for trees; for the linear churn GLM the
-   contributions are centred on a background of up to `engine.reasons_background_rows`
-   accounts: the whole population when it is smaller, so then identical to the local engine);
+4. reasons per row in mapInPandas (exact TreeSHAP for trees; linear parts measured from the
+   reference fixed at training), so each account's reasons equal the local engine's;
 5. Parquet written by the executors, partitioned by --by (else owner and region when known).
 
 BG/NBD p_alive / expected_purchases / btyd_value: (x, t_x, T, m_x) aggregated per customer on
@@ -108,7 +107,7 @@ def _predict_fn(churn, value, churn_cols, value_cols, horizon_days: int):
     return predict
 
 
-def _reasons_fn(models: dict, cols: dict, backgrounds: dict, out_cols: list[str], fcols: list[str], explain_col: str):
+def _reasons_fn(models: dict, cols: dict, out_cols: list[str], fcols: list[str], explain_col: str):
     from ..explain import contributions, top_reasons
 
     def reasons(batches):
@@ -122,7 +121,7 @@ def _reasons_fn(models: dict, cols: dict, backgrounds: dict, out_cols: list[str]
                 down = np.full(len(b), "", dtype=object)
                 if chosen.any():
                     X = feats.loc[chosen, cols[fam]]
-                    C = contributions(models[fam], X, background=backgrounds[fam])
+                    C = contributions(models[fam], X)
                     R = top_reasons(C, feats.loc[chosen], n=3, kind=fam)
                     up[chosen] = R["reasons_up"].to_numpy(dtype=object)
                     down[chosen] = R["reasons_down"].to_numpy(dtype=object)
@@ -139,8 +138,7 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     paths, model versions, row counts); the run is logged to MLflow like the local one."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
-    from ..explain import select_rows
-    from ..score import CONTEXT, _load, _rank, _top, parse_reasons, tier_counts
+    from ..score import CONTEXT, _load, keep_top, parse_reasons, rank_rows, reason_rows, tier_counts
     from ..tiers import assign_tiers
     from ..tracking import model_name
     from ..train import btyd_from_summary
@@ -148,7 +146,7 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     if p.as_of is None:
         raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
     as_of, H = p.as_of, p.horizon_days
-    mode, n_top = parse_reasons(reasons)
+    mode = parse_reasons(reasons)[0]
     if by not in (None, "owner", "region"):
         raise InputError(f"--by must be owner or region, got '{by}'")
     f = spark_features(tables, as_of=as_of, config=p.features).where(F.col("frequency") > 0)
@@ -192,22 +190,13 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
         name = model_name(fam, H)
         acc[f"{fam}_model_version"] = f"{name}/v{versions[name]}"
     acc["as_of"] = pd.Timestamp(as_of)
-    acc = _top(_rank(acc, rank_by, by), top, by)
+    acc = keep_top(rank_rows(acc, rank_by, by), top, by)
     explain = pd.Series(False, index=acc.index)
-    if mode == "all":
-        explain[:] = True
-    elif mode == "top":
-        explain[select_rows(acc[rank_by], f"top:{n_top}")] = True
+    explain[reason_rows(acc, reasons, by)] = True
     acc["_explain"] = explain
     acc.index.name = "customer_id"
     out_cols = [c for c in acc.columns if c != "_explain"]
     part = [by] if by else [c for c in ("owner", "region") if c in acc.columns]
-    # Background for linear SHAP: the population when small, else a uniform sample of it.
-    nb = p.engine.reasons_background_rows
-    n_acc = len(narrow)
-    bgf = f if n_acc <= nb else f.sample(fraction=min(1.0, 1.2 * nb / n_acc), seed=0).limit(nb)
-    bg = as_feature_dtypes(bgf.toPandas().drop(columns=["customer_id"])) if mode != "none" else None
-    backgrounds = {fam: (None if bg is None else bg[cols[fam]]) for fam in ("churn", "value")}
     dup = [c for c in acc.columns if c in fcols]  # lifecycle_stage: the feature itself
     acc_sdf = spark.createDataFrame(acc.drop(columns=dup).reset_index())
     joined = f.join(acc_sdf, "customer_id")
@@ -217,8 +206,11 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     if mode == "none":
         result = joined.select(*keep_cols, *[F.lit("").alias(c) for c in REASON_COLUMNS])
     else:
-        result = joined.mapInPandas(_reasons_fn(models, cols, backgrounds, keep_cols, fcols, "_explain"), res_schema)
-    written = [write_spark_output(result, out, partition_by=part or None)]
+        result = joined.mapInPandas(_reasons_fn(models, cols, keep_cols, fcols, "_explain"), res_schema)
+    written = [write_spark_output(result, out, partition_by=part or None, meta={  # an Excel list's Read me
+        "list": "accounts", "as_of": as_of, "horizon_days": H, "versions": versions, "rank_by": rank_by, "by": by,
+        "top": top, "reasons": reasons, "inputs": {n: s.path for n, s in p.inputs.items()}, "tiers": p.tiers,
+        "lifecycle": p.features.lifecycle, "risk_bands": (p.report.risk_medium, p.report.risk_high)})]
     counts = {"accounts": len(acc), "deals": 0}
     tracker.log_score_run(as_of=as_of, fingerprint=spark_fingerprint(tables), model_versions=versions,
                           row_counts=counts, extra_metrics=tier_counts(acc))

@@ -38,9 +38,10 @@ from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
 from .common import calibrate, merge_params
+from .linear import SignedLogisticRegression
 from .transformers import BTYDFeatures, ColumnSubset, NumericSelector, RatioFeatures, SignedLog1p
 
-__all__ = ["DEFAULT_PARAMS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
+__all__ = ["DEFAULT_PARAMS", "CHURN_SIGNS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
            "glm_steps", "xgb_steps", "make_churn_model", "make_churn_baseline",
            "calibrate"]
 
@@ -50,6 +51,14 @@ __all__ = ["DEFAULT_PARAMS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "fe
 #: and a linear term in them moves the probability level under extrapolation.
 GLM_FEATURES = ("recency_over_tenure", "purchases_per_month", "spend_per_month", "active_span_share",
                 "p_alive", "expected_purchases", "p_no_purchase")
+#: The direction a salesperson states for the GLM inputs that are phrased on their own: buying
+#: more often or spending more per month lowers churn risk. Their coefficients are bounded to
+#: these signs (models.linear), so collinearity with the BG/NBD quantities (expected purchases,
+#: P(alive): phrased together as recency) can never turn "buys 4 times a month" into a risk.
+#: Inputs phrased as one group (recency ratios and BG/NBD quantities) are left free: their
+#: collinearity cancels inside the group's summed contribution.
+CHURN_SIGNS = {"purchases_per_month": -1, "spend_per_month": -1}
+
 #: Inputs of the XGBoost part (rates + BG/NBD + recent activity; absent optional ones skipped).
 XGB_FEATURES = GLM_FEATURES + ("frequency", "recency_days", "monetary_avg", "n_purchases_90d", "spend_90d",
                                "recency_over_interval", "interval_mean_days")
@@ -68,6 +77,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
             "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "tree_method": "hist",
             "n_jobs": 1, "random_state": 0},
     "monotone": True,
+    "signed": True,             # GLM coefficients bounded to CHURN_SIGNS (reasons read as a salesperson expects)
 }
 
 
@@ -84,11 +94,15 @@ def feature_steps(horizon_days: float, time_unit_days: float = 7.0) -> list[tupl
             ("btyd", BTYDFeatures(horizon_days=horizon_days, time_unit_days=time_unit_days))]
 
 
-def glm_steps(columns=GLM_FEATURES, C: float = 1.0) -> list[tuple[str, Any]]:
-    """Logistic regression on sign-log features, median-imputed and standardised."""
+def glm_steps(columns=GLM_FEATURES, C: float = 1.0, signs: dict | None = None) -> list[tuple[str, Any]]:
+    """Logistic regression on sign-log features, median-imputed and standardised; with `signs`
+    ({input: +1 | -1}) its coefficients are bounded to those directions."""
+    lr = (SignedLogisticRegression(C=C, signs=dict(signs)) if signs is not None
+          else LogisticRegression(C=C, max_iter=2000))
+    # pandas output keeps the input names up to the regression (signs are matched by name)
     return [("columns", ColumnSubset(list(columns), strict=False)), ("log", SignedLog1p()),
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()), ("lr", LogisticRegression(C=C, max_iter=2000))]
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")),
+            ("scale", StandardScaler().set_output(transform="pandas")), ("lr", lr)]
 
 
 def xgb_steps(columns=XGB_FEATURES, xgb_params: dict | None = None, monotone: bool = True) -> list[tuple[str, Any]]:
@@ -106,7 +120,7 @@ def make_churn_model(params: dict | None = None) -> Pipeline:
     two for "blend". `predict_proba(X)[:, 1]` = P(churn) = P(no positive purchase in H)."""
     p = _params(params)
     feats = feature_steps(p["horizon_days"], p["time_unit_days"])
-    glm = glm_steps(p["glm_features"], C=p["C"])
+    glm = glm_steps(p["glm_features"], C=p["C"], signs=CHURN_SIGNS if p["signed"] else None)
     if p["estimator"] == "glm":
         return Pipeline(feats + glm)
     xgb = xgb_steps(XGB_FEATURES, p["xgb"], monotone=p["monotone"])

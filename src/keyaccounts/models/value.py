@@ -11,8 +11,8 @@ models/churn.py for the columns read). Both parts are full pipelines from that f
 (NumericSelector -> RatioFeatures -> BTYDFeatures -> model), so each part can be used alone.
 
 Design
-- P(buy): the churn GLM (logistic regression on tenure-free ratios + BG/NBD features), fitted
-  on y > 0. A GLM extrapolates to customers older than any training cutoff saw.
+- P(buy): the churn GLM (logistic regression on tenure-free ratios + BG/NBD features, purchase
+  and spend rates bounded to "more raises P(buy)"), fitted on y > 0. A GLM extrapolates to customers older than any training cutoff saw.
 - E[spend | buy]: gamma deviance (log link) on the buyers only, never squared error on raw
   spend. Default "xgb": shallow XGBoost `reg:gamma` on tenure-free inputs (average spend per
   purchase day, frequency, purchase rate, recency share, BG/NBD quantities); "glm": gamma GLM on
@@ -35,14 +35,19 @@ from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBRegressor
 
 from .common import merge_params
-from .churn import GLM_FEATURES, feature_steps, glm_steps, make_churn_baseline
+from .churn import CHURN_SIGNS, GLM_FEATURES, feature_steps, glm_steps, make_churn_baseline
 from .transformers import ColumnSubset, NumericSelector, SignedLog1p
 
-__all__ = ["DEFAULT_PARAMS", "SPEND_FEATURES", "TwoPartValue", "spend_steps", "make_value_model", "make_value_baseline"]
+__all__ = ["BUY_SIGNS", "DEFAULT_PARAMS", "SPEND_FEATURES", "SPEND_MONOTONE", "TwoPartValue", "spend_steps", "make_value_model", "make_value_baseline"]
 
 #: Inputs of the spend-given-buy model: levels that do not grow with tenure, plus BG/NBD.
 SPEND_FEATURES = ("monetary_avg", "frequency", "purchases_per_month", "recency_over_tenure",
                   "expected_purchases", "p_alive")
+#: P(buy) is 1 - P(churn): the churn GLM's bounded directions reversed.
+BUY_SIGNS = {k: -v for k, v in CHURN_SIGNS.items()}
+#: E[spend | buy] never falls as order size, purchase count or purchase rate rise: the spend
+#: inputs phrased on their own. The recency group (recency share, BG/NBD quantities) is left free.
+SPEND_MONOTONE = {"purchases_per_month": 1}
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "horizon_days": 180,
@@ -56,6 +61,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
             "n_jobs": 1, "random_state": 0},
     "glm_alpha": 1e-4,
     "min_spend": 1.0,          # buyers' spend is floored here before the gamma fit (gamma needs > 0)
+    "signed": True,            # P(buy) GLM bounded to BUY_SIGNS; spend trees monotone (SPEND_MONOTONE)
 }
 
 
@@ -128,7 +134,8 @@ def spend_steps(p: dict[str, Any]) -> list[tuple[str, Any]]:
     """E[spend | buy] on SPEND_FEATURES with gamma deviance: XGBoost or a gamma GLM."""
     cols = ("columns", ColumnSubset(list(p["spend_features"]), strict=False))
     if p["spend_model"] == "xgb":
-        return [cols, ("xgb", XGBRegressor(objective="reg:gamma", **p["xgb"]))]
+        mono = {"monotone_constraints": dict(SPEND_MONOTONE)} if p["signed"] else {}
+        return [cols, ("xgb", XGBRegressor(objective="reg:gamma", **p["xgb"], **mono))]
     return [cols, ("log", SignedLog1p()), ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()), ("glm", GammaRegressor(alpha=p["glm_alpha"], max_iter=1000))]
 
@@ -137,7 +144,8 @@ def make_value_model(params: dict | None = None) -> TwoPartValue:
     """Unfitted two-part value model (see DEFAULT_PARAMS); each part is one flat Pipeline from
     the raw feature frame."""
     p = _params(params)
-    clf = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"]) + glm_steps(p["glm_features"], C=p["C"]))
+    clf = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"])
+                   + glm_steps(p["glm_features"], C=p["C"], signs=BUY_SIGNS if p["signed"] else None))
     reg = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"]) + spend_steps(p))
     return TwoPartValue(classifier=clf, regressor=reg, min_spend=p["min_spend"])
 

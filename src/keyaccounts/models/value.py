@@ -38,16 +38,13 @@ from .common import merge_params
 from .churn import CHURN_SIGNS, GLM_FEATURES, feature_steps, glm_steps, make_churn_baseline
 from .transformers import ColumnSubset, NumericSelector, SignedLog1p
 
-__all__ = ["BUY_SIGNS", "DEFAULT_PARAMS", "SPEND_FEATURES", "SPEND_MONOTONE", "TwoPartValue", "spend_steps", "make_value_model", "make_value_baseline"]
+__all__ = ["BUY_SIGNS", "DEFAULT_PARAMS", "SPEND_FEATURES", "TwoPartValue", "spend_steps", "make_value_model", "make_value_baseline"]
 
 #: Inputs of the spend-given-buy model: levels that do not grow with tenure, plus BG/NBD.
 SPEND_FEATURES = ("monetary_avg", "frequency", "purchases_per_month", "recency_over_tenure",
                   "expected_purchases", "p_alive")
 #: P(buy) is 1 - P(churn): the churn GLM's bounded directions reversed.
 BUY_SIGNS = {k: -v for k, v in CHURN_SIGNS.items()}
-#: E[spend | buy] never falls as order size, purchase count or purchase rate rise: the spend
-#: inputs phrased on their own. The recency group (recency share, BG/NBD quantities) is left free.
-SPEND_MONOTONE = {"purchases_per_month": 1}
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "horizon_days": 180,
@@ -61,7 +58,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
             "n_jobs": 1, "random_state": 0},
     "glm_alpha": 1e-4,
     "min_spend": 1.0,          # buyers' spend is floored here before the gamma fit (gamma needs > 0)
-    "signed": True,            # P(buy) GLM bounded to BUY_SIGNS; spend trees monotone (SPEND_MONOTONE)
+    "signed": True,            # P(buy) GLM's purchase and spend rates bounded to BUY_SIGNS
 }
 
 
@@ -134,8 +131,7 @@ def spend_steps(p: dict[str, Any]) -> list[tuple[str, Any]]:
     """E[spend | buy] on SPEND_FEATURES with gamma deviance: XGBoost or a gamma GLM."""
     cols = ("columns", ColumnSubset(list(p["spend_features"]), strict=False))
     if p["spend_model"] == "xgb":
-        mono = {"monotone_constraints": dict(SPEND_MONOTONE)} if p["signed"] else {}
-        return [cols, ("xgb", XGBRegressor(objective="reg:gamma", **p["xgb"], **mono))]
+        return [cols, ("xgb", XGBRegressor(objective="reg:gamma", **p["xgb"]))]
     return [cols, ("log", SignedLog1p()), ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()), ("glm", GammaRegressor(alpha=p["glm_alpha"], max_iter=1000))]
 

@@ -27,8 +27,12 @@ def test_psi_hand_computed():
     ref = reference_summary(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}), bins=2)
     got = psi_table(ref, pd.DataFrame({"x": [1.0, 1.0, 1.0, 4.0]}), threshold=0.2)
     expected = 0.25 * math.log(1.5) + 0.25 * math.log(2.0)  # (0.75-0.5)ln(0.75/0.5) + (0.25-0.5)ln(0.25/0.5)
-    want = pd.DataFrame({"feature": ["x"], "psi": [expected], "drifted": [True], "kind": ["numeric"], "note": [""]})
+    # 4 rows against 4 cross 0.2 by chance alone: no warning, and the note says why
+    want = pd.DataFrame({"feature": ["x"], "psi": [expected], "drifted": [False], "kind": ["numeric"],
+                         "note": ["above 0.2 but within chance for 4 and 4 rows"]})
     pd.testing.assert_frame_equal(got, want)
+    # the threshold alone (no chance guard)
+    assert psi_table(ref, pd.DataFrame({"x": [1.0, 1.0, 1.0, 4.0]}), threshold=0.2, significance=None)["drifted"].item()
 
 
 def test_missing_values_and_new_categories_are_bins():

@@ -1,23 +1,45 @@
-"""Diagnostic figures for training runs (matplotlib, headless)."""
+"""Diagnostic figures for training runs and the report (matplotlib, object-oriented API).
+
+Figures are built as `matplotlib.figure.Figure` objects, never through pyplot, and nothing here
+selects a backend: importing the package or drawing a chart leaves matplotlib's global state
+(the backend a notebook or application chose, pyplot's figure list) as it was. A figure saves
+without a display (`fig.savefig`, `io.write_figure`, `mlflow.log_figure` render PNG with Agg's
+canvas for that one call) and, in IPython/Jupyter, shows itself when it is a cell's value or is
+passed to `IPython.display.display`, whatever the backend (`ChartFigure._repr_png_`).
+"""
 from __future__ import annotations
 
-from typing import Any
+import sys
+from io import BytesIO
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure  # the object-oriented API: importing it selects no backend
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
+class ChartFigure(Figure):
+    """A Figure that IPython displays as PNG (rich display protocol), with or without pyplot.
+
+    Where IPython already formats matplotlib figures (`%matplotlib inline`), that formatter
+    is used instead: one image either way."""
+
+    def _repr_png_(self) -> bytes:
+        buf = BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
+def new_figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **subplot_kw: Any):
+    """(figure, axes) like `pyplot.subplots`, without pyplot: nothing global is touched, and
+    the figure is freed when no longer referenced (no `close` needed)."""
+    fig = ChartFigure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplot_kw)
 
 
 def calibration_figure(y, probs: dict[str, np.ndarray], n_bins: int = 10, title: str = "calibration"):
     """Reliability diagram: mean prediction vs observed rate in equal-count bins."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = new_figure((5, 5))
     y = np.asarray(y, float)
     for name, p in probs.items():
         order = np.argsort(np.asarray(p, float), kind="stable")
@@ -32,11 +54,10 @@ def calibration_figure(y, probs: dict[str, np.ndarray], n_bins: int = 10, title:
 
 def lift_figure(actual, pred, title: str = "decile lift"):
     """Mean actual and mean predicted value per decile of the prediction (1 = highest)."""
-    plt = _plt()
     a, p = np.asarray(actual, float), np.asarray(pred, float)
     order = np.argsort(-p, kind="stable")
     dec = np.array_split(order, 10)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     x = np.arange(1, len(dec) + 1)
     ax.bar(x - 0.2, [a[d].mean() for d in dec], width=0.4, label="actual")
     ax.bar(x + 0.2, [p[d].mean() for d in dec], width=0.4, label="predicted")
@@ -92,17 +113,22 @@ def shap_importance(model: Any, X: pd.DataFrame, max_rows: int = 5000) -> pd.Ser
 
 
 def importance_figure(importance: pd.Series, title: str = "SHAP summary (mean |contribution|)", top: int = 20):
-    plt = _plt()
     imp = importance.head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(imp) + 1.2))
+    fig, ax = new_figure((6, 0.3 * len(imp) + 1.2))
     ax.barh(imp.index.astype(str), imp.to_numpy())
     ax.set(xlabel="mean |SHAP value| (margin units)", title=title)
     fig.tight_layout()
     return fig
 
 
-def close(figures: dict) -> None:
-    """Release figures once logged (pyplot keeps every open figure alive)."""
-    plt = _plt()
-    for fig in figures.values():
-        plt.close(fig)
+def close(figures: dict | Iterable) -> None:
+    """Release figures once written or logged (a dict's values, or an iterable). Figures made
+    here are not registered anywhere and need nothing; one a caller made through pyplot is
+    closed there. pyplot is never imported for this (that could select a backend)."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    for fig in (figures.values() if isinstance(figures, dict) else figures):
+        plt.close(fig)  # a no-op for a figure pyplot does not manage
+
+

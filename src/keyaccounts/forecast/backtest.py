@@ -189,9 +189,8 @@ def run_backtest(opportunities: pd.DataFrame, *, start, end, every_days: int = 7
 def backtest_chart(rows: pd.DataFrame, title: str = "forecast backtest"):
     """Figure: per snapshot, each method's forecast of the snapshot's own period, our P10-P90
     band, and the actual won revenue of that period (dashed)."""
-    from ..plots import _plt
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 5))
+    from ..plots import new_figure
+    fig, ax = new_figure((10, 5))
     r0 = rows[rows["periods_ahead"] == 0]
     colors = {"model": "tab:blue", "stage_weighted": "tab:orange", "naive": "tab:green"}
     for m in METHODS:

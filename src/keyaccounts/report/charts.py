@@ -1,5 +1,6 @@
 """Report charts: matplotlib figures rendered to inline `data:image/png;base64,...` URIs, so
-the HTML needs no external file, script or font."""
+the HTML needs no external file, script or font. Figures come from `plots.new_figure` (the
+object-oriented API): drawing them selects no backend and touches no pyplot state."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,7 @@ import io as _io
 import numpy as np
 import pandas as pd
 
-from ..plots import _plt
+from ..plots import close, new_figure
 
 DPI = 110
 QUADRANT_COLOURS = {"key": "#1b7837", "develop": "#2166ac", "maintain": "#b2abd2", "harvest": "#bababa"}
@@ -21,21 +22,19 @@ def png_uri(data: bytes) -> str:
 
 
 def figure_uri(fig) -> str:
-    """Render and close a matplotlib figure; return its PNG data URI."""
-    plt = _plt()
+    """Render and release a matplotlib figure; return its PNG data URI."""
     buf = _io.BytesIO()
     try:
         # No timestamp/software metadata: the same data gives the same bytes.
         fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     finally:
-        plt.close(fig)
+        close([fig])
     return png_uri(buf.getvalue())
 
 
 def pareto_chart(curve: pd.DataFrame, top: float) -> str:
     """The 80/20 curve: cumulative value share against account share."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = new_figure((5.5, 3.6))
     ax.plot(curve["account_share"] * 100, curve["value_share"] * 100, color="#2166ac", lw=2)
     ax.plot([0, 100], [0, 100], ls="--", color="grey", lw=1, label="equal share")
     if np.isfinite(top):
@@ -51,8 +50,7 @@ def pareto_chart(curve: pd.DataFrame, top: float) -> str:
 
 def kaism_chart(accounts: pd.DataFrame, split: float) -> str:
     """KAISM matrix: attractiveness (y) against position (x), point size by expected value."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    fig, ax = new_figure((5.5, 4.6))
     v = accounts["expected_value"].astype("float64").clip(lower=0).fillna(0)
     size = 8 + 140 * np.sqrt(v / v.max()) if v.max() > 0 else np.full(len(v), 10.0)
     for quad, colour in QUADRANT_COLOURS.items():
@@ -70,8 +68,7 @@ def kaism_chart(accounts: pd.DataFrame, split: float) -> str:
 
 def risk_value_chart(accounts: pd.DataFrame, *, medium: float, high: float) -> str:
     """Churn probability against expected value (log scale), coloured by risk band."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig, ax = new_figure((5.5, 4.0))
     p = accounts["churn_probability"].astype("float64")
     v = accounts["expected_value"].astype("float64").clip(lower=1.0)
     band = np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))
@@ -90,9 +87,8 @@ def risk_value_chart(accounts: pd.DataFrame, *, medium: float, high: float) -> s
 
 def funnel_chart(funnel: pd.DataFrame) -> str:
     """Horizontal funnel: open deals per stage (bar) with the stage-to-next conversion rate."""
-    plt = _plt()
     f = funnel.sort_values("order")
-    fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(f) + 1.4))
+    fig, ax = new_figure((6.5, 0.55 * len(f) + 1.4))
     y = np.arange(len(f))[::-1]
     counts = f["count"].astype("float64").to_numpy()
     ax.barh(y, counts, color="#4393c3", height=0.6)
@@ -108,9 +104,8 @@ def funnel_chart(funnel: pd.DataFrame) -> str:
 
 def forecast_chart(periods: pd.DataFrame) -> str:
     """Expected revenue per period with the P10-P90 band, and the closed-won part."""
-    plt = _plt()
     d = periods.groupby("period", sort=False)[["expected", "p10", "p50", "p90", "closed_won"]].sum(min_count=1)
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = new_figure((6.5, 3.6))
     x = np.arange(len(d))
     ax.fill_between(x, d["p10"], d["p90"], color="#92c5de", alpha=0.6, label="P10-P90")
     ax.plot(x, d["expected"], marker="o", color="#2166ac", label="expected")
@@ -125,9 +120,8 @@ def forecast_chart(periods: pd.DataFrame) -> str:
 
 def drift_chart(table: pd.DataFrame, threshold: float, top: int = 15) -> str:
     """PSI of the most shifted features, the warning threshold as a line."""
-    plt = _plt()
     d = table.dropna(subset=["psi"]).head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6.0, 0.28 * len(d) + 1.3))
+    fig, ax = new_figure((6.0, 0.28 * len(d) + 1.3))
     ax.barh(d["feature"].astype("str"), d["psi"], color=np.where(d["psi"] > threshold, "#b2182b", "#4393c3"))
     ax.axvline(threshold, color="black", ls="--", lw=1)
     ax.set(xlabel="PSI (training reference vs scoring population)", title="Feature drift")

@@ -115,3 +115,39 @@ def test_bad_output_extension_refused_before_any_work(tmp_path):
     res = runner.invoke(app, ["score", "-t", str(tmp_path / "missing.csv"), "--as-of", "2025-10-01",
                               "--out", str(tmp_path / "x.docx")])
     assert res.exit_code == 2 and "output format" in res.output and "missing.csv" not in res.output
+
+
+@pytest.mark.slow
+def test_same_reasons_in_excel_and_the_html_report(world, tmp_path, monkeypatch):
+    """The Excel list (human labels) and the HTML report show each account's reasons exactly as
+    the CSV of all accounts does."""
+    import html
+
+    import openpyxl
+
+    from keyaccounts.columns import column_info
+    root, common = world
+    monkeypatch.chdir(root)
+    d = root / "d"
+    everyone = _score(root, common, d, tmp_path / "all.csv")
+    res = runner.invoke(app, ["score", *_tables(d), *common, "--out", str(tmp_path / "x.xlsx"), "--by", "owner",
+                              "--top", "6"])
+    assert res.exit_code == 0, res.output
+    wb = openpyxl.load_workbook(tmp_path / "x.xlsx")
+    labels = {column_info(c).label: c for c in ["customer_id", *REASONS]}
+    seen = 0
+    for ws in wb.worksheets[1:]:
+        head = [c.value for c in ws[1]]
+        col = {labels[h]: i for i, h in enumerate(head) if h in labels}
+        for row in ws.iter_rows(min_row=2, values_only=True):
+            cid = str(row[col["customer_id"]])
+            for c in REASONS:
+                assert (row[col[c]] or "") == everyone.loc[cid, c], (cid, c)
+            seen += 1
+    assert seen >= 6
+    res = runner.invoke(app, ["report", *_tables(d), *common, "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    page = html.unescape((tmp_path / "r.html").read_text(encoding="utf-8"))
+    top = everyone.sort_values("rank").head(5)
+    shown = [t for t in top["churn_reasons_up"].tolist() + top["value_reasons_up"].tolist() if t]
+    assert shown and all(f"up: {t}" in page for t in shown)  # the report's "risk up: ..." / "value up: ..."

@@ -6,6 +6,7 @@ which for timestamps with a time of day means timestamp < as_of (midnight).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,6 @@ _BITMAP_MAX_CELLS = 400_000_000
 MONEY_UNITS_PER_CURRENCY = 1_000_000
 # float64 adds integers exactly while every partial sum stays below 2**53.
 _FLOAT_EXACT_UNITS = 2.0 ** 53
-_INT64_EXACT_UNITS = 2.0 ** 62
 
 
 def as_of_day(as_of: dt.date | str | pd.Timestamp) -> int:
@@ -73,28 +73,31 @@ class TxnArrays:
 
 
 def money_sum(code: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per-code sums of money amounts, exact in micro-units (MONEY_UNITS_PER_CURRENCY), so the
-    result is the same bit for bit under any row order and amounts that cancel give 0.0.
+    """Per-code sums of money amounts, exact, so the result is the same bit for bit under any
+    row order and amounts that cancel give 0.0.
 
-    The bound max|units| x max rows per code decides the arithmetic: below 2**53 float64
-    bincount is exact (integer-valued partial sums); below 2**62 int64 sums after a sort;
-    beyond that the amounts are refused (no exact sum exists in 64 bits)."""
-    units = np.rint(np.asarray(values, dtype="float64") * MONEY_UNITS_PER_CURRENCY)
-    if len(units) == 0:
+    Amounts are rounded to micro-units (MONEY_UNITS_PER_CURRENCY) and summed as integer-valued
+    float64, exact while max|units| x max rows per code stays below 2**53 (amounts up to ~1e9
+    per customer). Beyond that each customer's amounts are summed with math.fsum, which is
+    correctly rounded and therefore independent of order too (slower; only for such data)."""
+    values = np.asarray(values, dtype="float64")
+    if len(values) == 0:
         return np.zeros(n, dtype="float64")
-    bound = float(np.abs(units).max()) * float(np.bincount(code, minlength=n).max())
-    if not np.isfinite(bound) or bound >= _INT64_EXACT_UNITS:
-        raise ValueError(f"money amounts too large to sum exactly (largest |amount| "
-                         f"{np.abs(values).max():.3g}); amounts must stay below ~1e12 per customer")
-    if bound < _FLOAT_EXACT_UNITS:
-        total = np.bincount(code, weights=units, minlength=n)
-    else:
-        order = np.argsort(code, kind="stable")
-        c, u = code[order], units[order].astype(np.int64)
-        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-        total = np.zeros(n, dtype=np.int64)
-        total[c[starts]] = np.add.reduceat(u, starts)
-    return total.astype("float64") / MONEY_UNITS_PER_CURRENCY
+    with np.errstate(over="ignore", invalid="ignore"):
+        units = np.rint(values * MONEY_UNITS_PER_CURRENCY)
+        bound = float(np.abs(units).max()) * float(np.bincount(code, minlength=n).max())
+    if np.isfinite(bound) and bound < _FLOAT_EXACT_UNITS:
+        return np.bincount(code, weights=units, minlength=n) / MONEY_UNITS_PER_CURRENCY
+    order = np.argsort(code, kind="stable")
+    c, v = code[order], values[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    out = np.zeros(n, dtype="float64")
+    for k, part in zip(c[starts], np.split(v, starts[1:])):
+        try:
+            out[k] = math.fsum(part)
+        except OverflowError:  # the exact sum exceeds float64: say so as inf, as float addition would
+            out[k] = math.copysign(np.inf, float(part.sum()))
+    return out
 
 
 def txn_arrays(txns: pd.DataFrame, *, as_of, columns: tuple[str, ...] = ()) -> TxnArrays:

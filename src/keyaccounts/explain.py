@@ -212,14 +212,14 @@ def _linear_reference(pre, final, background: pd.DataFrame | None, width: int) -
                      "X_train) after fitting, or pass background= (the training rows)")
 
 
-def _linear_finals(model) -> list:
-    """(preprocessing, final estimator) of every linear part of a fitted model."""
-    parts = ("buy", "spend") if hasattr(model, "classifier_") else (None,)
+def _linear_parts(model) -> list:
+    """(part, preprocessing, final estimator) of every linear part of a fitted model: part None
+    for a one-part model, 'buy' / 'spend' for the two-part value model."""
     out = []
-    for part in parts:
+    for part in (("buy", "spend") if hasattr(model, "classifier_") else (None,)):
         pre, final = _split(_final_model(model, part))
         if getattr(final, "coef_", None) is not None:
-            out.append((pre, final))
+            out.append((part, pre, final))
     return out
 
 
@@ -228,7 +228,7 @@ def fix_reference(model, X_train: pd.DataFrame) -> dict[str, dict[str, float]]:
     fitted model (attribute `explain_reference_`), so contributions are measured from the same
     point at every scoring; returns `reference_points(model)` for the card and the run. Tree
     parts need nothing: TreeSHAP's reference is the trees' own training cover."""
-    for pre, final in _linear_finals(model):
+    for _, pre, final in _linear_parts(model):
         setattr(final, REFERENCE_ATTR, _as_float(_transform(pre, X_train)[0]).mean(axis=0))
     return reference_points(model)
 
@@ -237,11 +237,9 @@ def reference_points(model) -> dict[str, dict[str, float]]:
     """{part: {input: reference value}} of the model's linear parts ('' part for a one-part
     model; 'buy' / 'spend' for the two-part value model); tree parts are not listed."""
     out = {}
-    parts = ("buy", "spend") if hasattr(model, "classifier_") else (None,)
-    for part in parts:
-        pre, final = _split(_final_model(model, part))
+    for part, pre, final in _linear_parts(model):
         ref = getattr(final, REFERENCE_ATTR, None)
-        if ref is None or getattr(final, "coef_", None) is None:
+        if ref is None:
             continue
         names = [str(c) for c in pre.get_feature_names_out()] if hasattr(pre, "get_feature_names_out") else \
             [f"x{i}" for i in range(len(ref))]

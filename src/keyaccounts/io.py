@@ -298,9 +298,7 @@ def write_frame(df: pd.DataFrame, path: str | Path, *, index: bool = True, sheet
     always keep the machine names. CSV/Excel text cells that a spreadsheet would run as a
     formula are neutralised."""
     p = Path(path)
-    kind = _kind(p)
-    if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
-        raise InputError("unknown output format; use .csv, .csv.gz, .parquet or .xlsx", file=str(p))
+    kind = check_output_format(p)
     if kind == "parquet":
         _atomic(p, lambda t: df.to_parquet(t, index=index))
     elif kind == "excel" and meta is not None:

@@ -95,6 +95,22 @@ def test_tree_contributions_add_up_to_the_margin(world, name):
         assert any(c.startswith("stage_at_as_of_") for c in C.columns)
 
 
+def test_tree_contributions_use_every_cpu_without_touching_the_model(world):
+    """TreeSHAP runs on all CPUs, yet the fitted model keeps its own thread setting and every row's
+    contributions are those of a single-threaded run, bit for bit (rows are independent)."""
+    import xgboost as xgb
+    X, m = world["X"], world["value"]
+    reg = m.regressor_.steps[-1][1]
+    before = reg.get_booster().save_config()
+    C = E.contributions(m, X)
+    assert reg.get_booster().save_config() == before
+    one = reg.get_booster().copy()
+    one.set_param({"nthread": 1})
+    Z = m.regressor_[:-1].transform(X)
+    ref = one.predict(xgb.DMatrix(Z, missing=np.nan, feature_names=one.feature_names), pred_contribs=True)
+    np.testing.assert_array_equal(C.to_numpy(), np.asarray(ref, dtype="float64"))
+
+
 def test_two_part_value_explains_either_part(world):
     X, m = world["X"], world["value"]
     buy = E.contributions(m, X, part="buy")

@@ -36,6 +36,7 @@ descending, ties by reason key (alphabetical), so the output is deterministic.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -135,6 +136,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 # ================================================================ contributions
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = None,
                   part: str | None = None) -> pd.DataFrame:
     """Exact per-row contributions of the final estimator's inputs to the model's margin.
@@ -164,9 +173,12 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
     if kind == "tree":
         import xgboost as xgb
         Z, names = _transform(pre, X)
-        booster = final.get_booster()
+        # a copy, so the thread count set for explaining never changes the fitted model; each
+        # row's TreeSHAP is computed independently, so threads cannot change a bit of it
+        booster = final.get_booster().copy()
+        booster.set_param({"nthread": _cpu_count()})
         dm = xgb.DMatrix(Z, missing=getattr(final, "missing", np.nan),
-                         feature_names=booster.feature_names)
+                         feature_names=booster.feature_names, nthread=_cpu_count())
         C = booster.predict(dm, pred_contribs=True, iteration_range=_iteration_range(final))
         C = np.asarray(C, dtype="float64")
         if C.ndim != 2:

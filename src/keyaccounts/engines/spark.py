@@ -32,6 +32,7 @@ from ..config import FeatureConfig, InputSpec, Pipeline, QualityConfig
 from ..errors import InputError
 from ..features._arrays import as_of_day
 from ..features.lifecycle import STAGES
+from ..features.registry import feature_columns as registry_columns
 from ..quality import QualityReport
 from . import spark_unavailable_reason
 
@@ -446,22 +447,8 @@ def _credit(inv: "DataFrame", customers: "DataFrame | None", *, d0: int, thresho
 
 
 def feature_columns(cfg: FeatureConfig, *, has_cost: bool, has_invoices: bool) -> list[str]:
-    """Output columns in build_features' order."""
-    w = cfg.windows_days
-    gw = cfg.growth_window_days
-    cols = (["recency_days", "frequency", "monetary_total", "monetary_avg"] + [f"spend_{d}d" for d in w]
-            + [f"n_purchases_{d}d" for d in w] + ["r_score", "f_score", "m_score", "rfm_score", "rfm_code",
-                                                  "tenure_days", "first_purchase_days_ago", "age_at_first_purchase_days",
-                                                  f"spend_prior_{gw}d", f"spend_growth_ratio_{gw}d",
-                                                  f"spend_growth_diff_{gw}d", "spend_slope_monthly",
-                                                  "interval_mean_days", "interval_last_days", "interval_trend_ratio",
-                                                  "recency_to_interval_ratio", "return_ratio", "n_returns"])
-    if has_cost:
-        cols += ["margin_total", "margin_rate"]
-    if has_invoices:
-        cols += ["n_invoices", "days_past_due_mean", "days_past_due_max", "late_payment_share", "open_balance",
-                 "overdue_balance", f"n_overdue_{cfg.overdue_threshold_days}d", "credit_utilisation"]
-    return cols + ["lifecycle_stage"]
+    """Output columns in build_features' order (declared once, in the feature registry)."""
+    return registry_columns(cfg, has_cost=has_cost, has_invoices=has_invoices)
 
 
 def spark_features(tables: SparkTables, *, as_of, config: FeatureConfig | None = None) -> "DataFrame":

@@ -10,13 +10,12 @@ Targets (issue 2): ratio <= 2 at 2M and 10M rows; full set on 10M rows < 60 s, <
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
 import pandas as pd
-
 from _memory import PeakRSS, rss_bytes  # benchmarks/_memory.py
+
 from keyaccounts.features import Tables, build_features, rfm
 from keyaccounts.synth import synth_transactions
 

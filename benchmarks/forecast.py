@@ -1,27 +1,25 @@
-"""Forecast backtests: Maven CRM 2017 (quarterly, weekly snapshots) and interval calibration
-on synthetic pipelines with known close probabilities, for each source of per-deal P(won).
+"""Forecast backtest table over every funnel, with DEFAULT settings (README "Backtest").
 
-    python benchmarks/forecast.py [--seeds 20] [--no-maven] [--no-synthetic] [--sims 2000]
-        [--variants stage model model-acct model-weekly] [--synthetic-variants stage model]
+    python benchmarks/forecast.py [--funnels maven-opps maven-history synthetic ramping]
+        [--seeds 20] [--ramp-seeds 5] [--maven-every 7] [--synthetic-every 28] [--raw]
 
-Maven (fictitious; ../shared/data/maven_crm_sales_opportunities, skipped when absent): amount =
-list price, stage history derived from engage/close dates; snapshots every 7 days from
-2017-01-01 to 2017-12-31, each forecasting its own quarter; actual = list-price revenue of the
-deals won in that quarter. Snapshots before the first close (2017-03-01) cannot be forecast
-and are counted as skipped. Variants (forecast.probability and deal-model settings):
-  stage         empirical stage exits (Aalen-Johansen), no deal model
-  model         calibrated deal model (P(won within 90 d)), trained as of a snapshot on what was
-                known then and reused for 28 days; features without the account ones (on Maven a
-                blank account marks the deals that never close - an end-of-data fact, see
-                benchmarks/deals.py), timing from the stage exits
-  model-acct    the same with the account features (leaks on Maven; shown for the size of it)
-  model-weekly  'model' retrained at every snapshot (cost of not reusing)
-Per variant: per method n, MAPE, bias, P10-P90 coverage, WAPE, Brier/ECE of the per-deal
-probabilities, per-quarter MAPE/coverage, the reliability table and the seconds taken.
-Synthetic (`forecast.synthetic.known_pipeline`: stationary Poisson creation, two stages, known
-P(won) = 0.3): per seed, 2022-2023 data, snapshots every 28 days through 2023, each forecasting
-its own quarter; prints the share of periods whose realised won revenue fell inside P10-P90
-(target 75-85 %) and the per-deal calibration, per probability source.
+Every funnel is forecast with `ForecastConfig()` defaults; only what describes the data is
+given: its open stages in funnel order and the period asked for. `--raw` turns off the
+self-recalibration and the creation trend (the forecaster before issue 16), for comparison.
+
+- maven-opps: Maven CRM 2017 (fictitious; ../shared/data/maven_crm_sales_opportunities),
+  opportunities only (no stage history), quarterly, snapshots every 7 days from 2017-01-01 to
+  2017-12-31, each forecasting its own quarter; amount = list price. Snapshots before the
+  first close (2017-03-01) cannot be forecast (skipped).
+- maven-history: the same with the stage history derived from the engage/close dates.
+- synthetic: `forecast.synthetic.known_pipeline` (stationary, two stages, P(won) = 0.3), per
+  seed 2022-2023, quarterly, snapshots every 28 days through 2023.
+- ramping: `synth.ramping_funnel` (no loss records, lead creation ramping 0.5 -> 20 a day over
+  150 days), per seed, monthly, snapshots every 7 days from 2023-02-01 to 2023-06-30.
+
+Per funnel and method (ours, stage-weighted, naive): scored periods, MAPE, bias, P10-P90
+coverage, and for ours the per-deal Brier / ECE of P(won within the snapshot's periods), the
+mean recalibration widening and the seconds taken. Prints one markdown table (the README's).
 """
 from __future__ import annotations
 
@@ -34,91 +32,97 @@ import pandas as pd
 from keyaccounts import datasets
 from keyaccounts.config import ForecastConfig
 from keyaccounts.forecast import run_backtest
-from keyaccounts.forecast.backtest import calibration_table, summarise
+from keyaccounts.forecast.backtest import summarise
 from keyaccounts.forecast.synthetic import STAGES, known_pipeline
-from keyaccounts.models.deal import NUMERIC_FEATURES
 from keyaccounts.schemas import prepare_table
+from keyaccounts.synth import RAMP_STAGE, ramping_funnel
 
-NO_ACCOUNT = [f for f in NUMERIC_FEATURES if not f.startswith(("account_", "amount_vs_account"))]
-VARIANTS = {
-    "stage": {"probability": "stage"},
-    "model": {"probability": "auto", "model_features": NO_ACCOUNT},
-    "model-acct": {"probability": "auto"},
-    "model-weekly": {"probability": "auto", "model_features": NO_ACCOUNT, "model_retrain_days": 1},
-}
-FMT = {"float_format": lambda v: f"{v:.4f}"}
+RAW = {"recalibrate": False, "trend": False}
+NAMES = {"model": "ours", "stage_weighted": "stage-weighted", "naive": "naive"}
 
 
-def maven(sims: int, variants: list[str]) -> None:
+def _maven_tables():
     folder = datasets.shared_data() / "maven_crm_sales_opportunities"
     if not (folder / "sales_pipeline.csv").is_file():
-        print(f"maven: skipped ({folder} not found)")
-        return
+        return None
     raw = datasets.maven_tables(folder)
-    t = {n: prepare_table(raw[n], n, file=f"maven:{n}", stages=datasets.MAVEN_STAGES, date_format="%Y-%m-%d")[0]
-         for n in ("opportunities", "stage_history")}
-    for v in variants:
-        cfg = ForecastConfig(stage_order=list(datasets.MAVEN_OPEN), n_simulations=sims, **VARIANTS[v])
-        t0 = time.perf_counter()
-        bt = run_backtest(t["opportunities"], start="2017-01-01", end="2017-12-31", every_days=7,
-                          stage_history=t["stage_history"], config=cfg)
-        sec = time.perf_counter() - t0
-        print(f"\n== Maven 2017 [{v}] quarterly, weekly snapshots: {bt.rows['snapshot_date'].nunique()} scored, "
-              f"{len(bt.skipped)} skipped (nothing closed before them); {sec:.0f} s")
-        print(bt.summary.to_string(index=False, **FMT))
-        by_q = bt.rows.groupby(["period", "method"]).apply(
-            lambda r: pd.Series({"mape": r["abs_pct_error"].mean(), "coverage": r["inside"].astype(float).mean()}),
-            include_groups=False).unstack("method")
-        print(by_q.to_string(float_format=lambda x: f"{x:.3f}"))
-        for n in bt.notes:
-            print("note:", n)
-        print("reliability (P(won within the snapshot's quarter) per deal open at the snapshot):")
-        print(bt.calibration.to_string(index=False, **FMT))
-        m = bt.summary.set_index("method")
-        print(f"maven[{v}] mape_model={m.loc['model', 'mape']:.4f} coverage_model={m.loc['model', 'coverage']:.4f} "
-              f"mape_stage_weighted={m.loc['stage_weighted', 'mape']:.4f} "
-              f"coverage_stage_weighted={m.loc['stage_weighted', 'coverage']:.4f} "
-              f"mape_naive={m.loc['naive', 'mape']:.4f} brier={m.loc['model', 'brier']:.4f} "
-              f"ece={m.loc['model', 'ece']:.4f} seconds={sec:.0f}", flush=True)
+    return {n: prepare_table(raw[n], n, file=f"maven:{n}", stages=datasets.MAVEN_STAGES, date_format="%Y-%m-%d")[0]
+            for n in ("opportunities", "stage_history")}
 
 
-def synthetic(seeds: int, sims: int, variants: list[str]) -> None:
-    for v in variants:
-        over = {k: val for k, val in VARIANTS[v].items() if k != "model_features"}
-        cfg = ForecastConfig(stage_order=list(STAGES), n_simulations=sims, **over)
-        t0 = time.perf_counter()
-        rows, dps = [], []
+def _runs(funnel: str, seeds: int, ramp_seeds: int, over: dict, every: dict[str, int]):
+    """(opportunities, stage_history, config, start, end, every) per backtest of the funnel."""
+    if funnel.startswith("maven"):
+        t = _maven_tables()
+        if t is None:
+            print(f"{funnel}: skipped (Maven data not found)")
+            return
+        cfg = ForecastConfig(stage_order=list(datasets.MAVEN_OPEN), period="quarter", **over)
+        hist = t["stage_history"] if funnel == "maven-history" else None
+        yield t["opportunities"], hist, cfg, "2017-01-01", "2017-12-31", every["maven"]
+    elif funnel == "synthetic":
+        cfg = ForecastConfig(stage_order=list(STAGES), period="quarter", **over)
         for seed in range(seeds):
             o, h = known_pipeline(seed=seed)
-            bt = run_backtest(o, start="2023-01-01", end="2023-12-31", every_days=28, stage_history=h, config=cfg)
-            rows.append(bt.rows.assign(seed=seed))
-            dps.append(bt.deal_probabilities)
-        r, dp = pd.concat(rows, ignore_index=True), pd.concat(dps, ignore_index=True)
-        s = summarise(r, dp)
-        print(f"\n== synthetic [{v}], known P(won) = 0.3: {seeds} seeds x {r['snapshot_date'].nunique()} snapshots; "
-              f"{time.perf_counter() - t0:.0f} s")
-        print(s.to_string(index=False, **FMT))
-        print(calibration_table(dp["probability"].to_numpy(float), dp["won"].to_numpy(float)).to_string(index=False, **FMT))
-        m = s.set_index("method").loc["model"]
-        src = dp["source"].value_counts().to_dict()
-        print(f"synthetic[{v}] p10_p90_coverage={m['coverage']:.4f} mape={m['mape']:.4f} brier={m['brier']:.4f} "
-              f"ece={m['ece']:.4f} sources={src}", flush=True)
+            yield o, h, cfg, "2023-01-01", "2023-12-31", every["synthetic"]
+    else:
+        cfg = ForecastConfig(stage_order=[RAMP_STAGE], period="month", **over)
+        for seed in range(ramp_seeds):
+            yield ramping_funnel(seed=seed), None, cfg, "2023-02-01", "2023-06-30", 7
+
+
+def backtest(funnel: str, seeds: int, ramp_seeds: int, over: dict, every: dict[str, int]) -> pd.DataFrame | None:
+    t0 = time.perf_counter()
+    rows, dps, widen = [], [], []
+    for opps, hist, cfg, start, end, step in _runs(funnel, seeds, ramp_seeds, over, every):
+        bt = run_backtest(opps, start=start, end=end, every_days=step, stage_history=hist, config=cfg)
+        rows.append(bt.rows)
+        dps.append(bt.deal_probabilities)
+        widen += bt.recalibration["widen"].astype(float).tolist()
+        for n in bt.notes:
+            print(f"  {funnel}: {n}")
+    if not rows:
+        return None
+    s = summarise(pd.concat(rows, ignore_index=True), pd.concat(dps, ignore_index=True))
+    s.insert(0, "funnel", funnel)
+    s["widen_mean"] = np.where(s["method"] == "model", np.mean(widen) if widen else np.nan, np.nan)
+    s["seconds"] = time.perf_counter() - t0
+    print(s.to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
+    return s
+
+
+def markdown(table: pd.DataFrame) -> str:
+    def pct(v):
+        return "–" if pd.isna(v) else f"{100 * v:.1f} %"
+
+    def num(v, d):
+        return "–" if pd.isna(v) else f"{v:.{d}f}"
+    out = ["| funnel | method | n | MAPE | bias | P10–P90 coverage | per-deal Brier | ECE | widening |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        out.append(f"| {r['funnel']} | {NAMES[r['method']]} | {r['n']} | {pct(r['mape'])} | {pct(r['bias'])} | "
+                   f"{pct(r['coverage'])} | {num(r['brier'], 4)} | {num(r['ece'], 3)} | {num(r['widen_mean'], 2)} |")
+    return "\n".join(out)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--sims", type=int, default=2000)
-    ap.add_argument("--no-maven", action="store_true")
-    ap.add_argument("--no-synthetic", action="store_true")
-    ap.add_argument("--variants", nargs="+", default=["stage", "model"], choices=list(VARIANTS))
-    ap.add_argument("--synthetic-variants", nargs="+", default=["stage", "model"], choices=["stage", "model"])
+    ap.add_argument("--funnels", nargs="+", default=["maven-opps", "maven-history", "synthetic", "ramping"],
+                    choices=["maven-opps", "maven-history", "synthetic", "ramping"])
+    ap.add_argument("--seeds", type=int, default=20, help="synthetic seeds")
+    ap.add_argument("--ramp-seeds", type=int, default=5, help="ramping-funnel seeds")
+    ap.add_argument("--maven-every", type=int, default=7, help="days between Maven snapshots")
+    ap.add_argument("--synthetic-every", type=int, default=28, help="days between synthetic snapshots")
+    ap.add_argument("--raw", action="store_true", help="no recalibration, no trend (before issue 16)")
     args = ap.parse_args(argv)
     np.seterr(all="ignore")
-    if not args.no_maven:
-        maven(args.sims, args.variants)
-    if not args.no_synthetic:
-        synthetic(args.seeds, min(args.sims, 1000), args.synthetic_variants)
+    over = RAW if args.raw else {}
+    every = {"maven": args.maven_every, "synthetic": args.synthetic_every}
+    parts = [backtest(f, args.seeds, args.ramp_seeds, over, every) for f in args.funnels]
+    parts = [p for p in parts if p is not None]
+    if parts:
+        print()
+        print(markdown(pd.concat(parts, ignore_index=True)))
     return 0
 
 

@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-
 from _memory import PeakRSS, rss_bytes  # benchmarks/_memory.py
+
 from keyaccounts import explain as E
 from keyaccounts.config import FeatureConfig, TrainConfig
 from keyaccounts.features import Tables, build_features

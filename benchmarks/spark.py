@@ -95,8 +95,7 @@ def run_one(engine: str, data: Path, out: Path, as_of: str, master: str, driver_
             res["total_s"] = time.perf_counter() - t0
         res["rows"], res["customers"] = len(txns), len(f)
     else:
-        from keyaccounts.engines.spark import (SparkTables, read_source, spark_features, spark_session,
-                                               write_spark_output)
+        from keyaccounts.engines.spark import SparkTables, read_source, spark_features, spark_session, write_spark_output
         with TreePeak() as pk:
             t0 = time.perf_counter()
             spark = spark_session(master, conf={"spark.driver.memory": driver_memory})
@@ -131,6 +130,7 @@ def compare_models(customers: int, folder: Path, master: str, driver_memory: str
     processes, one registry each) and print the validation metrics each run logged: churn
     ROC AUC and value Gini on the same validation cutoff, with the runs' baselines."""
     import re
+
     import yaml
     folder.mkdir(parents=True, exist_ok=True)
     ka = [str(Path(sys.executable).with_name("keyaccounts"))]

@@ -130,7 +130,8 @@ def check_page(cdp: DevTools, html: Path, tmp_path: Path) -> str:
     assert not bad, bad
     # no network request outside the file
     urls = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
-    assert urls and all(u.startswith(("file://", "data:")) for u in urls), [u for u in urls if not u.startswith(("file:", "data:"))]
+    assert urls and all(u.startswith(("file://", "data:")) for u in urls), \
+        [u for u in urls if not u.startswith(("file:", "data:"))]
     assert html.resolve().as_uri() in urls
     # a screenshot that is not blank: a real range of grey levels and a fair share of ink
     from PIL import Image

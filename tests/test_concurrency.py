@@ -12,7 +12,6 @@ from robust_support import ENV, INPUTS, KA, ka, temp_files
 from keyaccounts import io
 
 
-
 def _writer(path: str, value: int, times: int) -> None:
     df = pd.DataFrame({"writer": [value] * 20_000, "x": range(20_000)})
     for _ in range(times):
@@ -48,7 +47,7 @@ def test_two_score_runs_into_one_path(ws, tmp_path):
     runs = {top: subprocess.Popen([KA, "score", *INPUTS, "--out", "out/s.csv", "--top", top, "--reasons", "none"],
                                   cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for top in ("5", "40")}
-    for top, p in runs.items():
+    for _top, p in runs.items():
         out = p.communicate(timeout=300)[0]
         assert p.returncode == 0, out
     got = (root / "out" / "s.csv").read_bytes()

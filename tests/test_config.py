@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from keyaccounts.config import (ConfigError, FeatureConfig, InputSpec, Pipeline, StageConfig, load_pipeline,
-                                normalise_stage, parse_columns)
+from keyaccounts.config import (
+    ConfigError,
+    FeatureConfig,
+    InputSpec,
+    Pipeline,
+    StageConfig,
+    load_pipeline,
+    normalise_stage,
+    parse_columns,
+)
 from keyaccounts.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,8 +135,9 @@ def test_input_paths_expand_vars_and_user(monkeypatch):
 
 def test_missing_input_file_is_reported_when_loading(tmp_path, monkeypatch):
     # the YAML itself is valid; the missing input surfaces, with its path, when read
-    from keyaccounts.cli import app
     from typer.testing import CliRunner
+
+    from keyaccounts.cli import app
     monkeypatch.chdir(tmp_path)  # the steps' relative out paths
     p = _yaml(tmp_path, GOOD.replace("data/t.csv", str(tmp_path / "missing.csv")))
     res = CliRunner().invoke(app, ["run", str(p)])

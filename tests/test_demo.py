@@ -68,7 +68,7 @@ def test_quiet_prints_nothing_but_errors(tmp_path):
                               "--out", str(tmp_path / "f.csv")])
     assert res.exit_code == 2 and "missing.csv" in res.output and not (tmp_path / "f.csv").exists()
     # the flag is per invocation, not sticky
-    res = runner.invoke(app, ["synth", "--out", str(tmp_path / "d"), "--customers", "20"])
+    res = runner.invoke(app, ["synth", "--out", str(tmp_path / "d"), "--customers", "20", "--replace"])
     assert "wrote" in res.output
 
 

@@ -13,8 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keyaccounts.drift import (AS_IS, DAYS_PER_MONTH, LEFT_OUT, NONZERO, RATE, VERSION, chance_psi, psi,
-                               psi_table, reference_summary, treatment)
+from keyaccounts.drift import (
+    AS_IS,
+    DAYS_PER_MONTH,
+    LEFT_OUT,
+    NONZERO,
+    RATE,
+    VERSION,
+    chance_psi,
+    psi,
+    psi_table,
+    reference_summary,
+    treatment,
+)
 from keyaccounts.features import Tables, build_features, deals
 from keyaccounts.synth import STAGES_OPEN, synthesize
 

@@ -14,8 +14,20 @@ import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from keyaccounts.config import FeatureConfig, LifecycleConfig
-from keyaccounts.features import (Tables, build_features, credit, deals, growth, lifecycle_stage, margin,
-                                  open_at, quintile_score, returns, rfm, tenure)
+from keyaccounts.features import (
+    Tables,
+    build_features,
+    credit,
+    deals,
+    growth,
+    lifecycle_stage,
+    margin,
+    open_at,
+    quintile_score,
+    returns,
+    rfm,
+    tenure,
+)
 from keyaccounts.features.lifecycle import STAGES
 from keyaccounts.schemas import schema
 

@@ -18,9 +18,10 @@ from keyaccounts.forecast.funnel import CENSORED, exit_table, funnel_state, funn
 
 STAGES = ["qualify", "propose"]
 OPP_COLS = ("opportunity_id", "owner", "created_date", "stage", "amount", "closed_date", "outcome")
-# Fixed settings: no new deals, no shocks, no parameter redraws -> only deal outcomes vary.
+# Fixed settings: no new deals, no shocks, no parameter redraws, raw simulated intervals (no
+# recalibration from replays) -> only deal outcomes vary.
 EXACT = dict(stage_order=STAGES, new_pipeline=False, shocks=False, parameter_draws=0, n_simulations=20000,
-             periods=2, seed=3)
+             periods=2, seed=3, recalibrate=False)
 
 
 def tiny(make_opps, make_history, history_won=(True, True, True, False)):

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from test_forecast import EXACT, OPP_CSV, _run, closed_tiny, tiny
 from typer.testing import CliRunner
 
 from keyaccounts.cli import app
@@ -20,7 +21,6 @@ from keyaccounts.forecast.backtest import calibration_table
 from keyaccounts.forecast.probability import DealModel, couple
 from keyaccounts.forecast.synthetic import STAGES as SYN_STAGES
 from keyaccounts.forecast.synthetic import known_pipeline
-from test_forecast import EXACT, OPP_CSV, _run, closed_tiny, tiny
 
 
 class Const:
@@ -114,12 +114,14 @@ def test_model_trained_after_as_of_is_refused(make_opps, make_history):
 
 
 def test_untrainable_model_falls_back_or_refuses(make_opps, make_history):
-    """4 closed deals: far below 40 won / 40 lost. auto -> stage exits, saying why; model -> InputError."""
+    """4 closed deals: far below 40 deals won / 40 not won within the horizon at the cut-offs.
+    auto -> stage exits, saying why; model -> InputError."""
     opps, hist = tiny(make_opps, make_history)
     res = run_forecast(opps, as_of="2024-03-02", stage_history=hist,
                        config=ForecastConfig(**{**EXACT, "probability": "auto", "n_simulations": 200}))
     assert res.info["probability"] == "stage"
-    assert "refused" in res.info["probability_note"] and "40 won" in res.info["probability_note"]
+    note = res.info["probability_note"]
+    assert "refused" in note and "won within 90 days" in note and "at least 40 of each" in note
     assert res.deals["model_probability"].isna().all()
     with pytest.raises(InputError, match="cannot be trained"):
         run_forecast(opps, as_of="2024-03-02", stage_history=hist,

@@ -4,8 +4,7 @@ that had finished before the signal may have completed, consistently), MLflow ru
 from __future__ import annotations
 
 import pytest
-from robust_support import (
-    INPUTS, SIGNALS, aliases, bundle, bundle_consistent, ka, run_statuses, signal_midway, temp_files)
+from robust_support import INPUTS, SIGNALS, aliases, bundle, bundle_consistent, ka, run_statuses, signal_midway, temp_files
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,19 @@ from sklearn.metrics import roc_auc_score
 
 from keyaccounts import datasets, synth
 from keyaccounts.features import Tables
-from keyaccounts.features._arrays import day_numbers
+from keyaccounts.features.arrays import day_numbers
 from keyaccounts.labels import deal_labels
-from keyaccounts.models.deal import (MIN_LOST, MIN_WON, StageRateBaseline, calibrate, deal_frame,
-                                     enough_history, known_at, make_deal_model, train_deal_model)
+from keyaccounts.models.deal import (
+    MIN_LOST,
+    MIN_WON,
+    StageRateBaseline,
+    calibrate,
+    deal_frame,
+    enough_history,
+    known_at,
+    make_deal_model,
+    train_deal_model,
+)
 from keyaccounts.snapshots import cutoffs, deal_snapshots
 
 STAGES = list(synth.STAGES_OPEN)

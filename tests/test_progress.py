@@ -60,7 +60,7 @@ def test_build_features_reports_each_family_and_changes_nothing(make_txns, make_
             (Tables(t), ["rfm", "tenure", "growth", "returns", "margin", "lifecycle"]),
             (Tables(t, invoices=inv), ["rfm", "tenure", "growth", "returns", "margin", "credit", "lifecycle"])):
         calls = []
-        got = build_features(tables, as_of=AS_OF, progress=lambda *a: calls.append(a))
+        got = build_features(tables, as_of=AS_OF, progress=lambda *a, calls=calls: calls.append(a))
         n = len(families)
         # before each family with the number already done, then once at the end with done == total
         assert calls == [(f, i, n) for i, f in enumerate(families)] + [("lifecycle", n, n)]

@@ -64,7 +64,7 @@ def test_more_buying_never_reads_as_churn_risk(world, what, key, phrase):
     steps = np.diff(np.column_stack(contrib), axis=1)
     assert (steps <= 1e-12).all()            # the reason's push on churn never grows with more buying
     was_strength = pd.Series(False, index=X.index)
-    for k, c in zip(FACTORS, contrib):
+    for k, c in zip(FACTORS, contrib, strict=False):
         Y = _raised(X, what, k)
         R = E.top_reasons(E.contributions(churn, Y), Y, n=3, kind="churn")
         risk = R["reasons_up"].str.split("; ").map(lambda ps: any(phrase in p and key_word(key) in p for p in ps))
@@ -84,7 +84,7 @@ def test_value_model_directions(world):
     the value reasons of either part (risk = pulls the expected value down) buying more often or
     spending more never turns a strength into a weakness."""
     _, value, X = world
-    buy_coef = dict(zip(value.classifier_[-1].feature_names_in_, value.classifier_[-1].coef_.ravel()))
+    buy_coef = dict(zip(value.classifier_[-1].feature_names_in_, value.classifier_[-1].coef_.ravel(), strict=False))
     for name, sign in CHURN_SIGNS.items():
         if name in buy_coef:
             assert buy_coef[name] * -sign >= 0, name

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from keyaccounts.cli import app
 from keyaccounts.config import FeatureConfig
-from keyaccounts.features._arrays import MONEY_UNITS_PER_CURRENCY
 from keyaccounts.engines import spark_unavailable_reason
 from keyaccounts.features import Tables, build_features
+from keyaccounts.features.arrays import MONEY_UNITS_PER_CURRENCY
 
 runner = CliRunner()
 # pyspark 4 under pandas 3: deprecation chatter from inside pyspark's pandas conversion
@@ -83,7 +83,7 @@ def _spark_features(spark, tables: Tables, as_of, cfg=None) -> pd.DataFrame:
 def assert_same_features(local: pd.DataFrame, other: pd.DataFrame) -> None:
     """Counts, scores and categories exactly; money/ratio columns to 1e-9 relative (the
     engines add floating numbers in a different order). Money sums: the local engine rounds
-    each summand to a micro-unit (features._arrays.money_sum) and Spark does not yet, so a sum
+    each summand to a micro-unit (features.arrays.money_sum) and Spark does not yet, so a sum
     over k rows may differ by k x 0.5e-6 (+ 12x for the month-weighted slope sum); the bound
     uses k = the largest count of rows per customer the features show."""
     assert list(other.columns) == list(local.columns)
@@ -233,6 +233,7 @@ def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
     """Champions applied with mapInPandas: same probabilities, values, tiers, ranks and reasons
     as the local batch predictor; Parquet partitioned by owner."""
     import xgboost as xgb
+
     from keyaccounts.config import EngineConfig, InputSpec, Pipeline
     from keyaccounts.pipeline import load_inputs
     from keyaccounts.score import score_accounts
@@ -283,7 +284,7 @@ def test_spark_scores_equal_local_scores(spark, tmp_path, monkeypatch):
                 assert (x == y).mean() > 0.98, c
                 x, y = x.str.replace(r"[\d,.]+", "#", regex=True), y.str.replace(r"[\d,.]+", "#", regex=True)
             bad = x.to_numpy() != y.to_numpy()
-            assert not bad.any(), (c, list(zip(x[bad][:3], y[bad][:3])), bad.sum())
+            assert not bad.any(), (c, list(zip(x[bad][:3], y[bad][:3], strict=False)), bad.sum())
     assert ((other["churn_reasons_up"] != "") | (other["churn_reasons_down"] != "")).all()
 
 
@@ -330,6 +331,7 @@ def test_spark_training_registers_champions_the_local_scorer_can_use(spark, tmp_
 def test_spark_booster_becomes_the_same_local_estimator(spark):
     """The model registered after Spark training predicts what the Spark model predicts."""
     from xgboost.spark import SparkXGBRegressor
+
     from keyaccounts.engines.spark_train import _local_estimator
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
@@ -401,6 +403,7 @@ def test_shipped_spark_pipeline_runs_features_train_score_on_spark(spark, tmp_pa
     local engine's, the champions are registered in its own registry, and the scores carry the
     score contract's columns (BG/NBD included), partitioned by owner."""
     from pathlib import Path
+
     from keyaccounts.config import load_pipeline
     from keyaccounts.engines.spark import as_feature_dtypes
     from keyaccounts.pipeline import customer_features, load_inputs

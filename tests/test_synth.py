@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 from scipy.stats import spearmanr
 
-from keyaccounts.synth import (STAGE_LOST, STAGE_WON, STAGES_OPEN, SynthTables, synth_transactions,
-                               synthesize)
+from keyaccounts.synth import STAGE_LOST, STAGE_WON, STAGES_OPEN, SynthTables, synth_transactions, synthesize
 
 START, END = pd.Timestamp("2023-01-01"), pd.Timestamp("2025-12-31")
 TABLES = ("transactions", "customers", "invoices", "opportunities", "stage_history", "latent")

@@ -10,10 +10,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-from keyaccounts.config import ActionConfig, CompositeConfig, Pipeline, RfmRule, TierConfig
+from keyaccounts.config import ActionConfig, CompositeConfig, Criterion, KaismConfig, Pipeline, RfmRule, TierConfig
 from keyaccounts.features import Tables, build_features
-from keyaccounts.tiers import (INSUFFICIENT, OUTPUT_COLUMNS, abc_tier, assign_tiers, composite_score, data_flag,
-                               kaism, percentile_rank, pyramid_tier, recommended_action, rfm_segment)
+from keyaccounts.tiers import (
+    INSUFFICIENT,
+    OUTPUT_COLUMNS,
+    abc_tier,
+    assign_tiers,
+    composite_score,
+    data_flag,
+    kaism,
+    percentile_rank,
+    pyramid_tier,
+    recommended_action,
+    rfm_segment,
+)
 
 
 def _s(values, index, name=None, dtype="str") -> pd.Series:
@@ -315,3 +326,30 @@ def test_tiers_invariant_to_row_order_and_positive_scaling(data, k):
     scaled = assign_tiers(fs, ss, TierConfig())
     assert_frame_equal(scaled[TIER_COLUMNS], base[TIER_COLUMNS])
     assert_frame_equal(scaled, base)
+
+
+CRITERIA_CFG = TierConfig(
+    kaism=KaismConfig(potential_weight=0.2, position_criteria=[
+        Criterion(column="influence", weight=0.3, values={"high": 1, "medium": 0.5, "low": 0}, missing="drop")]),
+    composite=CompositeConfig(potential_weight=0.1, criteria=[
+        Criterion(column="spend_prior_90d", weight=0.2, direction="lower_is_better", missing="worst")]))
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames(), st.sampled_from([0.001, 3.0, 1e6]))
+def test_tiers_with_criteria_and_potential_invariant_to_row_order_and_scaling(data, k):
+    f, scores, perm = data
+    n = len(f)
+    f = f.assign(influence=[(None, "high", "medium", "low")[i % 4] for i in range(n)],
+                 potential_spend_annual=f["spend_365d"].clip(lower=0) * 2 + 10,
+                 headroom_spend_annual=f["spend_365d"].clip(lower=0) + 10)
+    base = assign_tiers(f, scores, CRITERIA_CFG)
+    shuffled = assign_tiers(f.iloc[perm], None if scores is None else scores.iloc[perm[::-1]], CRITERIA_CFG)
+    assert_frame_equal(shuffled.loc[base.index], base)
+    fs = f.copy()
+    for c in [*MONEY, "potential_spend_annual", "headroom_spend_annual"]:
+        if c in fs.columns:
+            fs[c] = fs[c] * k
+    ss = None if scores is None else scores.assign(expected_value=scores["expected_value"] * k)
+    assert_frame_equal(assign_tiers(fs, ss, CRITERIA_CFG), base)

@@ -28,8 +28,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from keyaccounts.errors import InputError  # noqa: E402
 from keyaccounts.models.metrics import classification_metrics  # noqa: E402
-from keyaccounts.tracking import (  # noqa: E402
-    DEFAULT_DB, Tracker, TrainedModel, data_fingerprint, model_name, resolve_tracking_uri)
+from keyaccounts.tracking import DEFAULT_DB, Tracker, TrainedModel, data_fingerprint, model_name, resolve_tracking_uri  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 NAME = "churn-90d"
@@ -159,9 +158,10 @@ def test_importing_keyaccounts_does_not_import_mlflow():
 
 
 def test_only_tracking_module_mentions_mlflow_imports():
+    # serving.py is the pyfunc model class MLflow loads (it must subclass mlflow.pyfunc.PythonModel)
     pattern = re.compile(r"^\s*(import mlflow|from mlflow)", re.M)
     offenders = [str(p.relative_to(SRC)) for p in (SRC / "keyaccounts").rglob("*.py")
-                 if p.name != "tracking.py" and pattern.search(p.read_text(encoding="utf-8"))]
+                 if p.name not in ("tracking.py", "serving.py") and pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 

@@ -43,7 +43,7 @@ def test_training_on_truncated_data_gives_identical_models(synth, truncate):
     b = train_customer_models(cut, as_of=as_of.date(), horizon_days=90, cfg=CFG, features=FeatureConfig(),
                               fingerprint="x")
     X = a[0].validation[0]
-    for ma, mb in zip(a, b):
+    for ma, mb in zip(a, b, strict=False):
         assert ma.family == mb.family
         if ma.family == "churn":
             np.testing.assert_array_equal(ma.model.predict_proba(X), mb.model.predict_proba(X))

@@ -11,15 +11,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import InputSpec, Pipeline, load_pipeline, parse_columns
-from .errors import InputError
+from .config import MAX_HORIZON_DAYS, TABLES, InputSpec, Pipeline, check_date, load_pipeline, parse_columns
+from .errors import InputError, decide_exit, decided_exit
 from .quality import QualityReport
+from .sql import LABEL_PREFIX as SQL_LABEL
 
 app = typer.Typer(
     name="keyaccounts", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -42,32 +43,32 @@ def _global_options(
     from .tracking import set_quiet  # cheap (no mlflow import); also undoes a previous --quiet in-process
     set_quiet(quiet)
 
-Transactions = Annotated[Optional[Path], typer.Option(
+Transactions = Annotated[Path | None, typer.Option(
     "--transactions", "-t", help="Transactions file (CSV/TSV/TXT[.gz], Parquet, Excel): customer_id, timestamp, "
     "amount [invoice_id, quantity, unit_price, cost, product].")]
-Customers = Annotated[Optional[Path], typer.Option(
+Customers = Annotated[Path | None, typer.Option(
     help="Customers file: customer_id [name, owner, region, industry, size, credit_limit, signup_date].")]
-Invoices = Annotated[Optional[Path], typer.Option(
+Invoices = Annotated[Path | None, typer.Option(
     help="Invoices (receivables) file: invoice_id, customer_id, issue_date, due_date, amount [paid_date].")]
-Opportunities = Annotated[Optional[Path], typer.Option(
+Opportunities = Annotated[Path | None, typer.Option(
     help="Opportunities file: opportunity_id, created_date, stage, amount [customer_id, owner, product, "
     "expected_close_date, closed_date, outcome].")]
-StageHistory = Annotated[Optional[Path], typer.Option(
+StageHistory = Annotated[Path | None, typer.Option(
     "--stage-history", help="Stage history file: opportunity_id, stage, changed_at.")]
-Columns = Annotated[Optional[str], typer.Option(
+Columns = Annotated[str | None, typer.Option(
     help="Column mapping canonical=YourColumn, comma separated, e.g. "
     "'customer_id=CustomerID,timestamp=InvoiceDate'. Prefix with a table to be specific: "
     "'invoices.amount=Total'. Unprefixed items apply to every file that has that column.")]
-AsOf = Annotated[Optional[str], typer.Option(
+AsOf = Annotated[str | None, typer.Option(
     "--as-of", help="Cutoff date YYYY-MM-DD: features read only rows strictly before it. Required "
     "(here or in the pipeline); never defaults to the data's last date.")]
-PipelineOpt = Annotated[Optional[Path], typer.Option(
+PipelineOpt = Annotated[Path | None, typer.Option(
     "--pipeline", "-p", help="Pipeline YAML giving inputs, column mappings, read options and settings; "
     "command-line options override it.")]
-EngineOpt = Annotated[Optional[str], typer.Option(
+EngineOpt = Annotated[str | None, typer.Option(
     "--engine", help="local (pandas, default) or spark (needs the spark extra and Java 17+); "
     "default: the pipeline's engine.name.")]
-SparkMaster = Annotated[Optional[str], typer.Option(
+SparkMaster = Annotated[str | None, typer.Option(
     "--spark-master", help="Spark master URL with --engine spark (default $SPARK_MASTER, else local[*]).")]
 
 
@@ -80,7 +81,14 @@ def _with_engine(p: Pipeline, engine: str | None, spark_master: str | None) -> P
     return p.model_copy(update={"engine": p.engine.model_copy(update=upd)}) if upd else p
 
 
-DateFormat = Annotated[Optional[str], typer.Option(
+SqlOpt = Annotated[list[str] | None, typer.Option(
+    "--sql", help="An input table as the rows of a query, TABLE=QUERY (e.g. 'transactions=SELECT * FROM sales'); "
+    "repeat per table; needs --connection. Same mapping and checks as a file.")]
+ConnectionOpt = Annotated[str | None, typer.Option(
+    "--connection", help="Database of --sql: sqlite:///f.db, duckdb:///f.duckdb, postgresql://user@host/db. Keep "
+    "the password out of the command line: PGPASSWORD, or '${VAR}' in single quotes (expanded when connecting); "
+    "it is never printed or logged.")]
+DateFormat = Annotated[str | None, typer.Option(
     "--date-format", help="strftime format of the dates in all given files (e.g. '%Y%m%d', '%d/%m/%Y'), "
     "'ISO8601' or 'mixed'. Default: inferred.")]
 
@@ -156,18 +164,28 @@ def guarded(fn):
         hook = _Redelivery(old_hook)
         if main:
             sys.unraisablehook = hook
+        decide_exit(None)
         try:
             try:
-                return fn(*args, **kwargs)
-            except typer.Exit:
+                result = fn(*args, **kwargs)
+                decide_exit(0)  # outputs committed: a signal from here on keeps exit code 0
+                return result
+            except typer.Exit as e:
+                decide_exit(e.exit_code)
                 raise
             except (KeyboardInterrupt, Exception) as e:  # noqa: BLE001 - one line for users
                 hook.cancel()
+                if isinstance(e, KeyboardInterrupt) and decided_exit() is not None:
+                    raise typer.Exit(decided_exit()) from None  # the command had finished
                 if (os.environ.get("KEYACCOUNTS_DEBUG") and not isinstance(e, (InputError, KeyboardInterrupt))
                         and hook.signal is None):
                     raise
-                raise _exit_for(e, hook.signal) from None
+                stop = _exit_for(e, hook.signal)
+                decide_exit(stop.exit_code)
+                raise stop from None
         except KeyboardInterrupt as e:  # a redelivered signal landing while the above ran
+            if decided_exit() is not None:
+                raise typer.Exit(decided_exit()) from None
             raise _stop(isinstance(e, Terminated) or hook.signal == signal.SIGTERM) from None
         finally:
             hook.cancel()
@@ -181,14 +199,16 @@ def _parse_date(value: str | None, what: str = "--as-of") -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise InputError(f"{what} '{value}' is not a date in the form YYYY-MM-DD") from None
+    return check_date(day, what)
 
 
 def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, invoices=None,
                    opportunities=None, stage_history=None, columns: str | None = None,
-                   as_of: str | None = None, date_format: str | None = None) -> tuple[Pipeline, dict[str, str]]:
+                   as_of: str | None = None, date_format: str | None = None, sql: list[str] | None = None,
+                   connection: str | None = None) -> tuple[Pipeline, dict[str, str]]:
     """Pipeline from YAML (if any) overridden by CLI options; returns it and the loose mapping."""
     p = load_pipeline(pipeline) if pipeline else Pipeline()
     given = {"transactions": transactions, "customers": customers, "invoices": invoices,
@@ -197,8 +217,10 @@ def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, 
     for name, path in given.items():
         if path is None:
             continue
-        old = inputs.get(name)
-        inputs[name] = old.model_copy(update={"path": str(path)}) if old else InputSpec(path=str(path))
+        old = inputs.get(name)  # a file given here replaces a query of the YAML (keeping its mapping)
+        inputs[name] = (InputSpec(path=str(path), columns=old.columns, read=old.read) if old
+                        else InputSpec(path=str(path)))
+    inputs.update(sql_inputs(sql, connection, inputs))
     loose: dict[str, str] = {}
     for key, src in parse_columns(columns).items():
         if "." in key:
@@ -218,8 +240,29 @@ def build_pipeline(pipeline: Path | None, *, transactions=None, customers=None, 
     return p.model_copy(update=update), loose
 
 
+def sql_inputs(items: list[str] | None, connection: str | None, inputs: dict[str, InputSpec]) -> dict[str, InputSpec]:
+    """--sql TABLE=QUERY (repeatable) with --connection URL -> input specs (a table's mapping in
+    the YAML is kept)."""
+    if not items:
+        if connection:
+            raise InputError("--connection goes with --sql TABLE=QUERY (e.g. --sql 'transactions=SELECT * FROM sales')")
+        return {}
+    if not connection:
+        raise InputError("--sql needs --connection URL (e.g. sqlite:///sales.db, duckdb:///sales.duckdb, "
+                         "postgresql://user@host/db)")
+    out = {}
+    for item in items:
+        table, _, query = item.partition("=")
+        table = table.strip().replace("-", "_")
+        if table not in TABLES or not query.strip():
+            raise InputError(f"--sql item '{item[:80]}' must look like TABLE=QUERY with TABLE one of {', '.join(TABLES)}")
+        old = inputs.get(table)
+        out[table] = InputSpec(sql=query.strip(), connection=connection, columns=old.columns if old else {})
+    return out
+
+
 _INPUT_OPTIONS = ("transactions", "customers", "invoices", "opportunities", "stage_history", "columns",
-                  "as_of", "date_format")
+                  "as_of", "date_format", "sql", "connection")
 
 
 def _pipeline_from(options: dict) -> tuple[Pipeline, dict[str, str]]:
@@ -232,7 +275,8 @@ def print_quality(reports: list[QualityReport]) -> None:
     for col in ("table", "file", "read", "kept", "dropped (by reason)", "notes"):
         t.add_column(col, overflow="fold", no_wrap=col in ("table", "file", "read", "kept"))
     for r in reports:
-        t.add_row(r.table, Path(r.file).name, f"{r.rows_read:,}", f"{r.rows_kept:,}",
+        source = r.file if r.file.startswith(SQL_LABEL) else Path(r.file).name  # a query: its redacted source
+        t.add_row(r.table, source, f"{r.rows_read:,}", f"{r.rows_kept:,}",
                   ", ".join(f"{k} {v:,}" for k, v in sorted(r.dropped.items())) or "-",
                   "; ".join(r.notes) or "-")
     out_console.print(t)
@@ -260,12 +304,17 @@ def _progress(title: str, steps: int):
 
 
 def _load_and_run(title: str, p: Pipeline, loose: dict[str, str], step: str = "", fn=None, *,
-                  require: tuple[str, ...] = ("transactions",)):
+                  require: tuple[str, ...] = ("transactions",), params: dict | None = None):
     """The shape of a local data command: the step 'load and validate' (and the quality table),
     then `fn(loaded, sp)` as the step `step`, listing each file it returns; ends with the summary
-    table. Returns the loaded inputs."""
+    table. Returns the loaded inputs. Every output in `params` (out, deals_out, ...) is checked
+    before any file is read, and all of them are renamed into place only when the whole command
+    succeeded (outputs.transaction)."""
+    from . import io, outputs
+    inputs = [s.path for s in p.inputs.values()] + [(params or {}).get("compare_to")]
+    io.check_outputs([(title, params or {}, "")], [i for i in inputs if i])
     t0 = time.perf_counter()
-    with _progress(title, 2 if fn else 1) as sp:
+    with outputs.transaction(i for i in inputs if i), _progress(title, 2 if fn else 1) as sp:
         loaded = _load(sp, p, loose, require=require)
         if fn:
             with sp.step(step):
@@ -284,13 +333,20 @@ def synth(
     start: Annotated[str, typer.Option(help="First date of the history.")] = "2023-01-01",
     end: Annotated[str, typer.Option(help="Last date of the history.")] = "2025-12-31",
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Write into a folder that already holds files (the tables of the same "
+        "names are replaced; other files stay).")] = False,
+    ramping: Annotated[bool, typer.Option(
+        "--ramping-funnel", help="Opportunities = a lead funnel with no loss records and a sales team ramping "
+        "up (synth.ramping_funnel: one open stage 'lead'); no stage history is written.")] = False,
 ) -> None:
     """Generate synthetic tables (transactions, customers, invoices, opportunities, stage
     history, and the latent truth) with known behaviour: churners, growers, late payers, deals."""
-    from . import io
-    from .synth import synthesize
+    from . import io, outputs
+    from .synth import ramping_funnel, synthesize
     if fmt not in ("csv", "parquet"):
         raise InputError("--format must be csv or parquet")
+    outputs.check_generator_folder(out, replace=replace)
     s, e = _parse_date(start, "--start"), _parse_date(end, "--end")
     if s >= e:
         raise InputError("--start must be before --end")
@@ -298,7 +354,11 @@ def synth(
     tables = synthesize(n_customers=customers, start=str(s), end=str(e), seed=seed)
     frames = {n: getattr(tables, n) for n in
               ("transactions", "customers", "invoices", "opportunities", "stage_history", "latent")}
-    paths = io.write_tables(frames, out, fmt)
+    if ramping:
+        frames["opportunities"] = ramping_funnel(seed=seed, start=str(s), end=str(e))
+        del frames["stage_history"]   # the funnel records only created and won dates
+    with outputs.transaction():  # all the tables or none
+        paths = io.write_tables(frames, out, fmt)
     for n, pth in paths.items():
         out_console.print(f"wrote {pth}  ({len(frames[n]):,} rows)")
     out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
@@ -309,15 +369,17 @@ def synth(
 def validate(
     transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
     opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
-    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the quality summary (CSV/Parquet/Excel).")] = None,
+    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None, sql: SqlOpt = None,
+    connection: ConnectionOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the quality summary (CSV/Parquet/Excel).")] = None,
 ) -> None:
     """Read and validate input tables; print the data-quality summary (read, kept, dropped by reason)."""
     from . import io
     from .quality import summary_frame
     p, loose = _pipeline_from(locals())
     _load_and_run("validate", p, loose, "write",
-                  (lambda loaded, sp: [io.write_frame(summary_frame(loaded.reports), out, index=False)]) if out else None)
+                  (lambda loaded, sp: [io.write_frame(summary_frame(loaded.reports), out, index=False)]) if out else None,
+                  params={"out": out})
 
 
 @app.command()
@@ -327,8 +389,9 @@ def features(
                                            "(.csv, .csv.gz, .parquet, .xlsx). Written atomically.")],
     transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
     opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
-    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None,
-    deals_out: Annotated[Optional[Path], typer.Option(
+    as_of: AsOf = None, pipeline: PipelineOpt = None, date_format: DateFormat = None, sql: SqlOpt = None,
+    connection: ConnectionOpt = None,
+    deals_out: Annotated[Path | None, typer.Option(
         "--deals-out", help="Also write deal features, one row per opportunity open at as_of.")] = None,
     engine: EngineOpt = None, spark_master: SparkMaster = None,
 ) -> None:
@@ -349,7 +412,8 @@ def features(
         out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
         return
     _load_and_run("features", p, loose, "features", lambda loaded, sp: step_features(
-        loaded, p, {"out": out, "deals_out": deals_out}, say=sp.say, on_family=sp.families()))
+        loaded, p, {"out": out, "deals_out": deals_out}, say=sp.say, on_family=sp.families()),
+        params={"out": out, "deals_out": deals_out})
 
 
 @app.command()
@@ -368,7 +432,19 @@ def run(
     plan = plan_steps(p)
     on = {s.engine for s in plan}
     import inspect
-    with _progress(p.name, len(on) + len(plan)) as sp:
+
+    from . import io, outputs
+    inputs = [s.path for s in p.inputs.values()] + [s.params.get("compare_to") for s in plan]
+    inputs = [i for i in inputs if i]
+    io.check_outputs([(s.name, s.params, f"steps[{i}].{s.name}.") for i, s in enumerate(plan, 1)], inputs)
+    from .forecast.step import backtest_snapshots
+    for s in plan:
+        if s.name == "forecast" and s.params.get("backtest"):
+            backtest_snapshots(s.params)  # a backtest too long to run is named before the data is read
+    for uri in {s.params.get("tracking_uri") or p.tracking_uri for s in plan
+                if s.name == "train" or (s.name == "forecast" and s.params.get("track", True))}:
+        _check_tracking(uri)
+    with outputs.transaction(inputs), _progress(p.name, len(on) + len(plan)) as sp:
         loaded = _load(sp, p, {}) if "local" in on else None
         spark_in = None
         if "spark" in on:
@@ -388,12 +464,19 @@ def run(
     out_console.print(sp.summary(f"{p.name}: summary"))
 
 
-Horizon = Annotated[Optional[int], typer.Option(
+Horizon = Annotated[int | None, typer.Option(
     "--horizon-days", help="Forecast horizon H in days (default: the pipeline's, else 90). Models are "
-    "registered per family and horizon, e.g. churn-90d.", min=1)]
-TrackingUri = Annotated[Optional[str], typer.Option(
+    "registered per family and horizon, e.g. churn-90d.", min=1, max=MAX_HORIZON_DAYS)]
+TrackingUri = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else "
     "sqlite:///mlruns/mlflow.db in the current folder.")]
+
+
+def _check_tracking(uri: str | None) -> None:
+    """A tracking store that cannot serve is named (exit 2) before any data is read, not after
+    minutes of work (a SQLite file is opened directly: no MLflow retries)."""
+    from .tracking import Tracker
+    Tracker(uri).check(timeout_s=5)
 
 
 def _with_horizon(p: Pipeline, horizon_days: int | None, tracking_uri: str | None) -> Pipeline:
@@ -411,9 +494,10 @@ def train(
     transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
     opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
     as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
-    pipeline: Annotated[Optional[Path], typer.Option(
+    pipeline: Annotated[Path | None, typer.Option(
         "--config", "--pipeline", "-p", help="Pipeline YAML (e.g. pipelines/train.yaml): inputs, train: settings.")] = None,
     date_format: DateFormat = None, engine: EngineOpt = None, spark_master: SparkMaster = None,
+    sql: SqlOpt = None, connection: ConnectionOpt = None,
 ) -> None:
     """Retrain churn, value and deal models as of a date (snapshot protocol, time split), log every
     run to MLflow and move the 'champion' alias only when the challenger is at least as good on
@@ -423,6 +507,7 @@ def train(
     p = _with_horizon(p, horizon_days, tracking_uri)
     require_as_of(p)
     p = _with_engine(p, engine, spark_master)
+    _check_tracking(p.tracking_uri)
     t0 = time.perf_counter()
     if p.engine.name == "spark":
         from .engines.spark_score import choose_engine
@@ -439,19 +524,51 @@ def train(
 
 @app.command()
 @guarded
+def retrain(
+    pipeline: Annotated[Path, typer.Option(
+        "--pipeline", "-p", help="Pipeline YAML: inputs (files or SQL), train: settings and retrain: rules "
+        "(max_age_days, drift_psi, drift_min_features, min_new_rows_pct).")],
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Cut-off YYYY-MM-DD, or the word today (this machine's date), e.g. from cron. Required: "
+        "never the data's last date.")] = None,
+    horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say whether and why it would retrain; train nothing.")]
+    = False,
+) -> None:
+    """Retrain when the champion is too old, its features drifted or the data grew (the pipeline's
+    retrain: rules), else say why not. The same data and settings as an earlier training never
+    register a new version. Runs unattended: exit 0 either way, 2 on bad input."""
+    from .retrain import parse_as_of, step_retrain
+    p, loose = build_pipeline(pipeline)
+    p = _with_horizon(p, horizon_days, tracking_uri)
+    p = p.model_copy(update={"as_of": p.as_of if as_of is None and p.as_of else parse_as_of(as_of)})
+    out_console.print(f"retrain as of {p.as_of}")
+    _load_and_run("retrain", p, loose, "retrain",
+                  lambda loaded, sp: step_retrain(loaded, p, {"dry_run": dry_run}, say=sp.say))
+
+
+CompareTo = Annotated[Path | None, typer.Option(
+    "--compare-to", help="A previous account list (.csv/.parquet from `keyaccounts score`): writes "
+    "<stem>_changes.csv beside --out (new and gone accounts, rank movers up/down, newly at risk, tier "
+    "changes, each with both as_of dates); the report gets a 'What changed' section.")]
+
+
+@app.command()
+@guarded
 def score(
     out: Annotated[Path, typer.Option(help="Per-customer scores (.csv, .parquet, .xlsx); written atomically.")],
     transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
     opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
     as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
-    pipeline: PipelineOpt = None, date_format: DateFormat = None,
-    deals_out: Annotated[Optional[Path], typer.Option(
+    pipeline: PipelineOpt = None, date_format: DateFormat = None, sql: SqlOpt = None,
+    connection: ConnectionOpt = None,
+    deals_out: Annotated[Path | None, typer.Option(
         "--deals-out", help="Per-open-deal scores (default: OUT with '_deals' added to the name).")] = None,
     from_bundle: Annotated[bool, typer.Option(
         "--from-bundle", help="Load champions from models/ (sha256-checked) instead of the MLflow registry.")] = False,
-    by: Annotated[Optional[str], typer.Option(
+    by: Annotated[str | None, typer.Option(
         "--by", help="Group the ranked lists by owner or region (Excel: one sheet per group).")] = None,
-    top: Annotated[Optional[int], typer.Option(
+    top: Annotated[int | None, typer.Option(
         "--top", help="Keep the top N accounts (per group with --by).", min=1)] = None,
     reasons: Annotated[str, typer.Option(
         "--reasons", help="Plain-words SHAP reasons for 'all' written rows (default), the 'top:K' by "
@@ -459,14 +576,14 @@ def score(
     rank_by: Annotated[str, typer.Option(
         "--rank-by", help="Priority: composite_score (default), value_at_risk, expected_value or churn_probability.")]
     = "composite_score",
-    engine: EngineOpt = None, spark_master: SparkMaster = None,
+    engine: EngineOpt = None, spark_master: SparkMaster = None, compare_to: CompareTo = None,
 ) -> None:
     """Ranked key-account list at as_of: churn_probability, expected_value, value_at_risk, p_alive,
     expected_purchases, every tier, composite score, reasons and recommended action per account;
     close_probability and expected revenue per open deal."""
     from .pipeline import check_score_params, require_as_of, step_score
     params = {"out": out, "deals_out": deals_out, "prefer": "bundle" if from_bundle else "registry",
-              "by": by, "top": top, "reasons": reasons, "rank_by": rank_by}
+              "by": by, "top": top, "reasons": reasons, "rank_by": rank_by, "compare_to": compare_to}
     check_score_params(params)  # bad options exit 2 before any file is read
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
@@ -482,7 +599,7 @@ def score(
                 out_console.print(f"wrote {w}")
             return
     _load_and_run("score", p, loose, "score",
-                  lambda loaded, sp: step_score(loaded, p, params, say=sp.say, on_family=sp.families()))
+                  lambda loaded, sp: step_score(loaded, p, params, say=sp.say, on_family=sp.families()), params=params)
 
 
 @app.command()
@@ -490,15 +607,18 @@ def score(
 def models(tracking_uri: TrackingUri = None) -> None:
     """List registered models: versions, aliases (champion), primary metric, run."""
     from .tracking import Tracker
-    df = Tracker(tracking_uri).list_models()
+    tracker = Tracker(tracking_uri)
+    tracker.check(timeout_s=5)  # a corrupt or unopenable store: exit 2, named
+    df = tracker.list_models()
     if df.empty:
         out_console.print("no registered models yet: run `keyaccounts train`")
         return
     t = Table(title="registered models", title_justify="left")
     for c in df.columns:
         t.add_column(str(c))
-    for row in df.astype(str).itertuples(index=False):
-        t.add_row(*row)
+    # missing cells (a model without the primary metric, e.g. a BG/NBD fallback) print as '-'
+    for row in df.astype(object).where(df.notna(), "-").astype(str).itertuples(index=False):
+        t.add_row(*(str(v) for v in row))
     out_console.print(t)
 
 
@@ -510,13 +630,15 @@ def report(
     transactions: Transactions = None, customers: Customers = None, invoices: Invoices = None,
     opportunities: Opportunities = None, stage_history: StageHistory = None, columns: Columns = None,
     as_of: AsOf = None, horizon_days: Horizon = None, tracking_uri: TrackingUri = None,
-    pipeline: PipelineOpt = None, date_format: DateFormat = None,
-    top: Annotated[Optional[int], typer.Option("--top", help="Key accounts listed (default: report.top_n, 25).",
+    pipeline: PipelineOpt = None, date_format: DateFormat = None, sql: SqlOpt = None,
+    connection: ConnectionOpt = None,
+    top: Annotated[int | None, typer.Option("--top", help="Key accounts listed (default: report.top_n, 25).",
                                                min=1)] = None,
-    psi_threshold: Annotated[Optional[float], typer.Option(
+    psi_threshold: Annotated[float | None, typer.Option(
         "--psi-threshold", help="Drift warning above this PSI (default: report.psi_threshold, 0.2).", min=0)] = None,
     from_bundle: Annotated[bool, typer.Option(
         "--from-bundle", help="Score with the models/ bundles (no model cards) instead of the MLflow registry.")] = False,
+    compare_to: CompareTo = None,
 ) -> None:
     """HTML report for managers and sales ops as of a date: headline numbers, key accounts with tiers
     and reasons, tier distribution and the 80/20 curve, KAISM matrix, value at risk, funnel,
@@ -530,26 +652,27 @@ def report(
         p = p.model_copy(update={"report": p.report.model_copy(update=upd)})
     require_as_of(p)
     _load_and_run("report", p, loose, "report", lambda loaded, sp: step_report(
-        loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry"}, say=sp.say))
+        loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry", "compare_to": compare_to},
+        say=sp.say), params={"out": out, "compare_to": compare_to})
     out_console.print(f"open it: file://{Path(out).absolute().as_posix()}")
 
 
 @app.command()
 @guarded
 def demo(
-    workdir: Annotated[Optional[Path], typer.Option(
+    workdir: Annotated[Path | None, typer.Option(
         "--workdir", help="Folder for the demo's data, outputs, MLflow store (mlruns/mlflow.db) and models/. "
         "Default: the current folder (in the repo these are git-ignored; MLflow as configured).")] = None,
     customers: Annotated[int, typer.Option(help="Synthetic customers.", min=50)] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic data.")] = 7,
-    pipeline: Annotated[Optional[Path], typer.Option(
+    pipeline: Annotated[Path | None, typer.Option(
         "--pipeline", "-p", help="Demo pipeline YAML (default pipelines/demo.yaml).")] = None,
 ) -> None:
     """End to end on synthetic data: data, validation, features, training with MLflow, scoring,
     forecast and the HTML report; prints where each output is and how to open the MLflow UI."""
+    from .config import load_pipeline
     from .demo import find_pipeline, run_demo
     from .progress import StepProgress
-    from .config import load_pipeline
     n_steps = 2 + len(load_pipeline(find_pipeline(pipeline)).steps)
     with StepProgress(out_console, total=n_steps, title="demo") as sp:
         res = run_demo(workdir=workdir, pipeline=pipeline, customers=customers, seed=seed, steps=sp)
@@ -576,21 +699,24 @@ def forecast(
                                            "are written beside it. With --backtest: the backtest rows, a PNG chart "
                                            "and <stem>_summary. Written atomically.")],
     opportunities: Opportunities = None,
-    stage_history: Annotated[Optional[Path], typer.Option(
+    stage_history: Annotated[Path | None, typer.Option(
         "--history", "--stage-history", help="Stage history file: opportunity_id, stage, changed_at.")] = None,
     customers: Customers = None, columns: Columns = None, as_of: AsOf = None, pipeline: PipelineOpt = None,
     date_format: DateFormat = None, tracking_uri: TrackingUri = None,
-    period: Annotated[Optional[str], typer.Option(help="month or quarter (default: forecast.period, quarter).")] = None,
-    periods: Annotated[Optional[int], typer.Option(
+    period: Annotated[str | None, typer.Option(help="month or quarter (default: forecast.period, quarter).")] = None,
+    periods: Annotated[int | None, typer.Option(
         help="Periods forecast from the one holding as_of (default: forecast.periods, 4; backtest: "
              "forecast.backtest_periods, 1).", min=1, max=24)] = None,
-    by: Annotated[Optional[str], typer.Option(help="Also per owner, region (needs --customers) or product.")] = None,
-    target: Annotated[Optional[float], typer.Option(help="Revenue target per period: pipeline coverage.")] = None,
+    by: Annotated[str | None, typer.Option(help="Also per owner, region (needs --customers) or product.")] = None,
+    target: Annotated[float | None, typer.Option(help="Revenue target per period: pipeline coverage.")] = None,
     backtest: Annotated[bool, typer.Option("--backtest", help="Replay snapshots --from..--to instead.")] = False,
-    from_: Annotated[Optional[str], typer.Option("--from", help="First backtest snapshot YYYY-MM-DD.")] = None,
-    to: Annotated[Optional[str], typer.Option(
+    from_: Annotated[str | None, typer.Option("--from", help="First backtest snapshot YYYY-MM-DD.")] = None,
+    to: Annotated[str | None, typer.Option(
         "--to", help="Last backtest snapshot; periods are scored when they end on or before it.")] = None,
     every: Annotated[str, typer.Option(help="Days between backtest snapshots, e.g. 7d.")] = "7d",
+    max_snapshots: Annotated[int | None, typer.Option(
+        "--max-snapshots", help="Refuse a backtest of more snapshots than this, before any work "
+        "(default 260: five years weekly).", min=1)] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Funnel forecast as of a date: expected won revenue per period (closed won so far, existing
@@ -605,15 +731,20 @@ def forecast(
         from .pipeline import require_as_of
         require_as_of(p)
     params = {"out": out, "by": by, "period": period, "periods": periods, "target": target, "backtest": backtest,
-              "from": from_, "to": to, "every_days": every, "track": track}
+              "from": from_, "to": to, "every_days": every, "track": track, "max_snapshots": max_snapshots}
     what = "backtest" if backtest else "forecast"
+    if backtest:
+        from .forecast.step import backtest_snapshots
+        backtest_snapshots(params)  # bounds and size named before the data is read
+    if track:
+        _check_tracking(p.tracking_uri)
 
     def run_step(loaded, sp):
         sp.say(f"backtesting {from_} .. {to} every {every}" if backtest else f"forecasting as of {p.as_of}")
         written = step_forecast(loaded, p, params, say=sp.say)
         out_console.print(_forecast_table(params["_result"], backtest, p.as_of))
         return written
-    _load_and_run(what, p, loose, what, run_step, require=("opportunities",))
+    _load_and_run(what, p, loose, what, run_step, require=("opportunities",), params=params)
 
 
 def _forecast_table(res, backtest: bool, as_of) -> Table:

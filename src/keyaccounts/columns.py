@@ -57,6 +57,13 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "expected_purchases": ("Expected purchases ({h})", "Purchase days the BG/NBD model expects in the {h}", "number"),
     "btyd_value": ("Expected spend, rhythm model ({h})", "Cross-check of expected spend from purchase rhythm and "
                    "average order alone (BG/NBD + Gamma-Gamma)", "money"),
+    "run_rate_spend_annual": ("Spend rate per year", "Net spend of the recent window (a year by default) per year "
+                              "the account was active in it", "money"),
+    "potential_spend_annual": ("Potential spend per year", "What the top spenders of the account's segment (size, "
+                               "industry, region) spend: a high percentile of their spend rates (settings: "
+                               "features.potential), never below the account's own", "money"),
+    "headroom_spend_annual": ("Headroom per year", "Potential minus the account's spend rate: the whitespace "
+                              "left to win", "money"),
     # --- account list: tiers (their values are explained in tier_meanings)
     "abc_history": ("ABC class (past spend)", "A, B or C by share of the total past net spend (Pareto)", "text"),
     "abc_predicted": ("ABC class (expected spend)", "A, B or C by share of the total expected spend in the {h}",
@@ -248,6 +255,11 @@ def action_meanings(actions: ActionConfig) -> dict[str, str]:
             when += f" and churn risk {_pct(o.min_churn_probability)} or more"
         out.setdefault(o.action, []).append(when + " (comes first)")
     out.setdefault(actions.insufficient_history, []).append("accounts with too little history (see Data warning)")
+    if actions.develop_min_headroom_share is not None:
+        out.setdefault(actions.develop, []).append(
+            f"headroom at least {_pct(actions.develop_min_headroom_share)} of the potential and among the top "
+            f"{_pct(1 - actions.develop_min_headroom_rank)} of accounts by headroom (only when a score uses the "
+            f"peer potential)")
     for quadrant, action in actions.by_quadrant.items():
         out.setdefault(action, []).append(f"'{quadrant}' quadrant accounts")
     return {action: "When: " + "; ".join(whens) for action, whens in out.items()}

@@ -2,17 +2,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .sql import source_label
 
 TABLES = ("transactions", "customers", "invoices", "opportunities", "stage_history")
 TableName = Literal["transactions", "customers", "invoices", "opportunities", "stage_history"]
+
+
+# Dates a command accepts (as_of, backtest bounds): pandas' nanosecond timestamps end in 2262.
+EARLIEST_DATE, LATEST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
+MAX_HORIZON_DAYS = 3660  # ten years; beyond it as_of + horizon overflows or means nothing
+
+
+def check_date(value: dt.date, what: str) -> dt.date:
+    """`value` when within EARLIEST_DATE..LATEST_DATE, else ConfigError naming `what`."""
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ConfigError(f"{what} {value} is out of range ({EARLIEST_DATE} .. {LATEST_DATE})")
+    return value
 
 
 class _Strict(BaseModel):
@@ -34,16 +50,35 @@ class ReadOptions(_Strict):
 
 
 class InputSpec(_Strict):
-    """One input table: its file, the mapping canonical_name -> user's column, read options."""
+    """One input table: its file (or a SQL query and its connection), the mapping
+    canonical_name -> user's column, read options (files only)."""
 
-    path: str
+    path: str | None = Field(None, description="the file; or give sql + connection instead")
+    sql: str | None = Field(None, description="a query whose rows are the table (see keyaccounts.sql)")
+    connection: str | None = Field(
+        None, description="SQLAlchemy URL of the query's database: sqlite:///f.db, duckdb:///f.duckdb, "
+                          "postgresql://user@host/db; ${VAR} expanded when connecting; never printed with its password")
     columns: dict[str, str] = Field(default_factory=dict)
     read: ReadOptions = Field(default_factory=ReadOptions)
 
     @field_validator("path")
     @classmethod
-    def _expand(cls, v: str) -> str:
-        return os.path.expanduser(os.path.expandvars(v))
+    def _expand(cls, v: str | None) -> str | None:
+        return None if v is None else expand_path(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give either path (a file) or sql with connection, not both")
+        if (self.sql is None) != (self.connection is None):
+            raise ValueError("sql and connection go together (connection: e.g. sqlite:///f.db)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """What messages, the quality table and MLflow name: the path, or the query's connection
+        with its password hidden."""
+        return self.path if self.path is not None else source_label(self.sql, self.connection)
 
 
 class StageConfig(_Strict):
@@ -54,7 +89,7 @@ class StageConfig(_Strict):
     lost: list[str] = Field(default_factory=lambda: ["lost", "closed lost"])
 
     @model_validator(mode="after")
-    def _disjoint(self) -> "StageConfig":
+    def _disjoint(self) -> StageConfig:
         seen: dict[str, str] = {}
         for group in ("open", "won", "lost"):
             for s in getattr(self, group):
@@ -86,6 +121,21 @@ class LifecycleConfig(_Strict):
     loyal_min_purchases: int = Field(5, ge=2)
 
 
+class PotentialConfig(_Strict):
+    """Peer potential (features.potential): what an account could spend, judged from the accounts of
+    its segment that already spend the most."""
+
+    segment_columns: list[str] = Field(
+        default_factory=lambda: ["size", "industry", "region"],
+        description="customers columns that define a segment (those present are used); the finest segment "
+                    "with at least min_peers spending accounts is used, dropping columns from the end")
+    percentile: float = Field(0.9, gt=0.5, lt=1, description="potential = this quantile of peers' run-rate spend")
+    min_peers: int = Field(20, ge=2, description="fewest accounts with positive run-rate for a segment to count")
+    window_days: int = Field(365, ge=30, description="run-rate window: spend in [as_of - window, as_of), annualised")
+    min_active_days: int = Field(90, ge=1, description="younger accounts are annualised over this many days at "
+                                                       "least, so a first big order does not look like a rate")
+
+
 class FeatureConfig(_Strict):
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 365])
     growth_window_days: int = Field(90, gt=0)
@@ -93,6 +143,7 @@ class FeatureConfig(_Strict):
     overdue_threshold_days: int = Field(30, ge=0)
     owner_win_rate_prior: float = Field(10.0, ge=0, description="pseudo-deals shrinking owner win rates")
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    potential: PotentialConfig = Field(default_factory=PotentialConfig)
 
     @field_validator("windows_days")
     @classmethod
@@ -136,6 +187,45 @@ class EngineConfig(_Strict):
     num_workers: int | None = Field(None, gt=0, description="xgboost.spark workers; default and cap: Spark's cores")
 
 
+# The parameters each pipeline step reads (a new parameter of a step must be listed here: an
+# unknown key is refused as a typo, with the nearest valid one). PATH_KEYS get ${VAR} and ~ expanded.
+STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "validate": ("out",),
+    "features": ("out", "deals_out"),
+    "train": ("tracking_uri", "models_dir"),
+    "retrain": ("dry_run", "tracking_uri", "models_dir"),
+    "score": ("out", "deals_out", "prefer", "by", "top", "reasons", "rank_by", "compare_to", "tracking_uri",
+              "models_dir"),
+    "report": ("out", "prefer", "compare_to", "tracking_uri", "models_dir"),
+    "forecast": ("out", "by", "period", "periods", "target", "backtest", "from", "to", "every_days", "track",
+                 "tracking_uri", "max_snapshots"),
+}
+PATH_KEYS = ("out", "deals_out", "compare_to", "models_dir", "tracking_uri")
+
+
+def expand_path(value: str) -> str:
+    """${VAR}/$VAR and ~ expanded, as for every path of a pipeline (inputs, outputs, stores); a
+    variable that is not set is an error, not a literal '${VAR}' folder."""
+    out = os.path.expanduser(os.path.expandvars(value))
+    unset = re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", out)  # $NAME alone may be part of a file name
+    if unset:
+        raise ValueError(f"'{value}': environment variable {unset.group(0)} is not set")
+    return out
+
+
+def _step_params(i: int, name: str, params: Any) -> dict[str, Any] | None:
+    """A step's parameters: a mapping of known keys, path values expanded."""
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise ValueError(f"step {i} ({name}): parameters must be a mapping, got {type(params).__name__}")
+    known = STEP_KEYS.get(name)
+    for key in params:
+        if known is not None and key not in known:
+            raise ValueError(f"step {i} ({name}): unknown key '{key}'" + nearest_key(str(key), known))
+    return {k: expand_path(v) if k in PATH_KEYS and isinstance(v, str) else v for k, v in params.items()}
+
+
 STEP_NAMES = ("validate", "features", "train", "score", "report", "forecast")
 
 
@@ -148,7 +238,7 @@ class RfmRule(_Strict):
     m: tuple[int, int] = Field((1, 5), description="inclusive range of m_score (5 = highest net spend)")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "RfmRule":
+    def _ranges(self) -> RfmRule:
         for name in ("r", "f", "m"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi <= 5:
@@ -181,6 +271,44 @@ class ScoreBand(_Strict):
     tier: str
 
 
+class Criterion(_Strict):
+    """A user-defined scoring component: any column of the customers table or of the features.
+    Numeric columns enter as percentile ranks (0-1); text columns need `values`, a map from each
+    category to its score on 0-1 (1 = best), e.g. {high: 1, medium: 0.5, low: 0}."""
+
+    column: str = Field(min_length=1, description="column of the customers table or of the features")
+    weight: float = Field(ge=0, description="relative weight beside the other components of the same score")
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+    values: dict[str, float] | None = Field(
+        None, description="category -> score 0-1 (1 = best); required for text columns; other categories fail")
+    missing: Literal["neutral", "worst", "drop"] = Field(
+        "neutral", description="account without a value: neutral = 0.5, worst = 0, drop = scored on the "
+                               "other components only (their weights renormalised for that account)")
+
+    @field_validator("values")
+    @classmethod
+    def _map(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("values must map at least one category to a score")
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"values must be scores between 0 and 1 (1 = best), got {bad}")
+        return v
+
+
+def check_weights(what: str, weights: dict[str, float], criteria: list[Criterion]) -> None:
+    """A score needs some weight: built-in weights plus criteria must not all be 0; a column may
+    appear once per score (a second entry would silently double its weight)."""
+    if sum(weights.values()) + sum(c.weight for c in criteria) <= 0:
+        raise ValueError(f"{what}: the weights sum to 0; give at least one component a positive weight")
+    cols = [c.column for c in criteria]
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise ValueError(f"{what}: column(s) {dup} listed more than once")
+
+
 class KaismConfig(_Strict):
     """Key Account Identification and Selection Matrix. Each axis is the weighted mean of percentile
     ranks (0-1) of its families; families whose columns are absent (or all NaN) drop out and the
@@ -196,6 +324,20 @@ class KaismConfig(_Strict):
     retention_ratio_cap: float = Field(
         1.0, gt=0, description="cap on spend_90d / spend_prior_90d when no churn model (share of spend retained)")
     split: float = Field(0.5, gt=0, lt=1, description="both axes split high/low (strong/weak) at this value")
+    potential_weight: float = Field(
+        0.0, ge=0, description="attractiveness: potential_spend_annual (peer potential; needs a segment column)")
+    attractiveness_criteria: list[Criterion] = Field(
+        default_factory=list, description="your own attractiveness components, beside the weights above")
+    position_criteria: list[Criterion] = Field(
+        default_factory=list, description="your own position components, beside the weights above")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> KaismConfig:
+        check_weights("kaism attractiveness", {"value": self.value_weight, "growth": self.growth_weight,
+                      "margin": self.margin_weight, "potential": self.potential_weight}, self.attractiveness_criteria)
+        check_weights("kaism position", {"retention": self.retention_weight, "tenure": self.tenure_weight,
+                      "credit": self.credit_weight}, self.position_criteria)
+        return self
 
 
 class CompositeConfig(_Strict):
@@ -209,6 +351,10 @@ class CompositeConfig(_Strict):
     predicted_value_weight: float = Field(0.15, ge=0, description="expected_value (needs scores)")
     churn_risk_weight: float = Field(
         0.10, ge=0, description="enters negatively: 1 - percentile of churn_probability (needs scores)")
+    potential_weight: float = Field(
+        0.0, ge=0, description="potential_spend_annual (peer potential; needs a segment column)")
+    criteria: list[Criterion] = Field(default_factory=list,
+                                      description="your own components, beside the weights above")
     bands: list[ScoreBand] = Field(
         default_factory=lambda: [ScoreBand(min_score=80, tier="strategic"), ScoreBand(min_score=60, tier="key"),
                                  ScoreBand(min_score=40, tier="standard")],
@@ -218,9 +364,17 @@ class CompositeConfig(_Strict):
     @field_validator("bands")
     @classmethod
     def _descending(cls, v: list[ScoreBand]) -> list[ScoreBand]:
-        if any(a.min_score <= b.min_score for a, b in zip(v, v[1:])):
+        if any(a.min_score <= b.min_score for a, b in zip(v, v[1:], strict=False)):
             raise ValueError("bands must be listed with strictly decreasing min_score")
         return v
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> CompositeConfig:
+        check_weights("composite score", {
+            "order_amount": self.order_amount_weight, "profit": self.profit_weight, "credit": self.credit_weight,
+            "growth": self.growth_weight, "predicted_value": self.predicted_value_weight,
+            "churn_risk": self.churn_risk_weight, "potential": self.potential_weight}, self.criteria)
+        return self
 
 
 class ActionOverride(_Strict):
@@ -246,6 +400,14 @@ class ActionConfig(_Strict):
                        action="retention call this week")])
     insufficient_history: str = Field(
         "nurture; re-tier once history builds", description="action for accounts flagged 'insufficient history'")
+    develop: str = Field("develop: large headroom vs peers; cross-sell and raise share of wallet",
+                         description="action where headroom_spend_annual is large (after overrides and "
+                                     "insufficient history, before the quadrant's action)")
+    develop_min_headroom_share: float | None = Field(
+        0.5, gt=0, le=1, description="large headroom: headroom >= this share of potential_spend_annual "
+                                     "(None = never recommend develop) and ...")
+    develop_min_headroom_rank: float = Field(
+        0.8, ge=0, le=1, description="... headroom's percentile rank among the accounts >= this")
 
     @field_validator("by_quadrant")
     @classmethod
@@ -281,7 +443,7 @@ class TierConfig(_Strict):
     actions: ActionConfig = Field(default_factory=ActionConfig)
 
     @model_validator(mode="after")
-    def _shares(self) -> "TierConfig":
+    def _shares(self) -> TierConfig:
         if self.abc_a_share + self.abc_b_share > 1 + 1e-9:
             raise ValueError("abc_a_share + abc_b_share must not exceed 1")
         if sum(b.share for b in self.pyramid) > 1 + 1e-9:
@@ -314,17 +476,26 @@ class ForecastConfig(_Strict):
     shock_window_days: int = Field(30, gt=0, description="window length for the shock sizes")
     shock_windows: int = Field(12, ge=3, description="windows (before as_of) the shock sizes are measured on")
     probability: Literal["stage", "model", "auto"] = Field(
-        "auto", description="P(won) per open deal: stage = empirical stage exits; model = the calibrated deal-close "
+        "stage", description="P(won) per open deal: stage = empirical stage exits; model = the calibrated deal-close "
                             "model trained as of as_of (a forecast refuses when it cannot be trained); auto = model "
-                            "when trainable, else stage (said in info). Default chosen by the Maven backtest (README)")
+                            "when trainable, else stage (said in info). Default stage: needs no feature choice and "
+                            "ages open deals by the censoring-aware exits (README backtest table)")
     model_horizon_days: int = Field(90, gt=0, description="deal model label window: P(won within this many days)")
     model_features: list[str] | None = Field(
         None, description="deal-model features (models.deal.NUMERIC_FEATURES names); None = all")
     model_retrain_days: int = Field(28, ge=1, description="backtest: reuse a deal model trained at most this many "
                                                           "days before the snapshot (never one trained after it)")
+    trend: bool = Field(True, description="creation rate from a local linear trend (with its uncertainty) over the "
+                                          "last trend_windows windows of shock_window_days, instead of a flat rate")
+    trend_windows: int = Field(6, ge=3, description="windows before as_of the creation trend is fitted on")
+    recalibrate: bool = Field(True, description="recalibrate P10-P90 from replays of the forecast on snapshots before "
+                                                "as_of (conformal, scored on outcomes known before as_of)")
+    recalibration_replays: int = Field(8, ge=1, description="replay snapshots at most, every "
+                                                             "recalibration_every_days back from as_of")
+    recalibration_every_days: int = Field(7, ge=1, description="days between replay snapshots")
 
     @model_validator(mode="after")
-    def _thresholds(self) -> "ForecastConfig":
+    def _thresholds(self) -> ForecastConfig:
         if self.best_case_threshold > self.commit_threshold:
             raise ValueError("best_case_threshold must not exceed commit_threshold")
         return self
@@ -341,10 +512,23 @@ class ReportConfig(_Strict):
     backtest_every_days: int = Field(14, gt=0, description="days between backtest snapshots")
 
     @model_validator(mode="after")
-    def _bands(self) -> "ReportConfig":
+    def _bands(self) -> ReportConfig:
         if self.risk_medium >= self.risk_high:
             raise ValueError("risk_medium must be below risk_high")
         return self
+
+
+class RetrainConfig(_Strict):
+    """`keyaccounts retrain` (keyaccounts.retrain): retrain when any rule fires, else say why not.
+    The same data fingerprint and settings as an earlier training never train again."""
+
+    max_age_days: int = Field(30, gt=0, description="retrain when the champion's training as_of is at least "
+                                                    "this many days before the new as_of")
+    drift_psi: float = Field(0.2, gt=0, description="retrain when a churn-model feature's PSI (training vs now) "
+                                                    "exceeds this (drift.psi_table: also above chance)")
+    drift_min_features: int = Field(1, ge=1, description="...in at least this many features")
+    min_new_rows_pct: float = Field(10.0, gt=0, description="retrain when the transactions grew by at least this "
+                                                            "many percent since the champion's training")
 
 
 class Pipeline(_Strict):
@@ -352,7 +536,7 @@ class Pipeline(_Strict):
 
     name: str = "pipeline"
     as_of: dt.date | None = None
-    horizon_days: int = Field(90, gt=0)
+    horizon_days: int = Field(90, gt=0, le=MAX_HORIZON_DAYS)
     inputs: dict[TableName, InputSpec] = Field(default_factory=dict)
     stages: StageConfig = Field(default_factory=StageConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
@@ -362,8 +546,16 @@ class Pipeline(_Strict):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     tracking_uri: str | None = None
     steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_in_range(cls, v: dt.date | None) -> dt.date | None:
+        if v is not None and not EARLIEST_DATE <= v <= LATEST_DATE:
+            raise ValueError(f"as_of {v} is out of range ({EARLIEST_DATE} .. {LATEST_DATE})")
+        return v
 
     @field_validator("steps")
     @classmethod
@@ -374,7 +566,51 @@ class Pipeline(_Strict):
             (name,) = step
             if name not in STEP_NAMES:
                 raise ValueError(f"step {i + 1}: unknown step '{name}' (known: {', '.join(STEP_NAMES)})")
+            step[name] = _step_params(i + 1, name, step[name])
         return v
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _expand_uri(cls, v: str | None) -> str | None:
+        return None if v is None else expand_path(v)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `loc` (a ValidationError location
+    without its last part) inside Pipeline, or None."""
+    t: Any = Pipeline
+    for part in loc:
+        t = _unwrap_optional(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            field = t.model_fields.get(str(part))
+            if field is None:
+                return None
+            t = field.annotation
+        elif get_origin(t) in (list, dict):
+            t = get_args(t)[-1]
+        else:
+            return None
+    t = _unwrap_optional(t)
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _unwrap_optional(t: Any) -> Any:
+    args = [a for a in get_args(t) if a is not type(None)]
+    return args[0] if get_origin(t) in (Union, UnionType) and len(args) == 1 else t
+
+
+def nearest_key(key: str, valid) -> str:
+    """' (did you mean 'x'?)' for the valid key closest to `key`, else the valid keys."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
+
+
+def _nearest_key_hint(err: dict) -> str:
+    if err.get("type") != "extra_forbidden" or not err.get("loc"):
+        return ""
+    model = _model_at(tuple(err["loc"][:-1]))
+    return nearest_key(str(err["loc"][-1]), model.model_fields) if model is not None else ""
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -386,6 +622,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {e}", file=str(p)) from None
+    except RecursionError:
+        raise ConfigError("not a pipeline: nested too deeply to read", file=str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError("top level must be a mapping", file=str(p))
     try:
@@ -394,7 +632,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         lines = []
         for err in e.errors()[:8]:
             loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
+            lines.append(f"  {loc}: {err['msg']}" + _nearest_key_hint(err))
         raise ConfigError("invalid pipeline:\n" + "\n".join(lines), file=str(p)) from None
 
 

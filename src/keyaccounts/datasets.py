@@ -177,6 +177,32 @@ IBM_RECEIVABLES_TRANSACTIONS = {"customer_id": "customerID", "timestamp": "Invoi
 IBM_RECEIVABLES_DATE_FORMAT = "%m/%d/%Y"
 
 
+# ---------------------------------------------------------------- Complete Journey, online grocer
+
+def completejourney_transactions(folder: str | Path) -> pd.DataFrame:
+    """dunnhumby's Complete Journey baskets as raw transactions: one row per basket.
+
+    customer_id = household_id, timestamp = date_local (calendar mapped to 2017 by the R
+    package; only the spacing is real), amount = sales_value (the net basket value; line
+    quantities have outliers and are not read), invoice_id = basket_id."""
+    b = read_frame(Path(folder) / "baskets.csv.gz")
+    return pd.DataFrame({"customer_id": b["household_id"], "timestamp": b["date_local"],
+                         "amount": b["sales_value"], "invoice_id": b["basket_id"]})
+
+
+#: The online grocer's log has purchase days and no amounts: each purchase day becomes one
+#: transaction of this many units, so counts and churn are modelled and spend is not a value.
+GROCERY_UNIT_AMOUNT = 1.0
+
+
+def grocery_transactions(folder: str | Path) -> pd.DataFrame:
+    """BTYDplus' groceryElog (cust, date; no amounts) as raw transactions: customer_id = cust,
+    timestamp = date, amount = GROCERY_UNIT_AMOUNT per row. Value metrics on it are counts of
+    purchase days, not money: the suite reports churn only for this data set."""
+    e = read_frame(Path(folder) / "groceryElog.csv")
+    return pd.DataFrame({"customer_id": e["cust"], "timestamp": e["date"], "amount": GROCERY_UNIT_AMOUNT})
+
+
 # ---------------------------------------------------------------- export for pipelines
 
 def main(argv: list[str] | None = None) -> int:

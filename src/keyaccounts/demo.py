@@ -85,7 +85,8 @@ def _rebase(value: Any, base: Path) -> Any:
 def rebase_pipeline(p: Pipeline, base: Path) -> tuple[Pipeline, list[dict[str, dict[str, Any]]]]:
     """The pipeline with relative input paths under `base`, and its steps with relative
     'out' / '*_out' parameters under `base`."""
-    inputs = {n: s.model_copy(update={"path": _rebase(s.path, base)}) for n, s in p.inputs.items()}
+    inputs = {n: s.model_copy(update={"path": _rebase(s.path, base)}) if s.path is not None else s
+              for n, s in p.inputs.items()}
     steps = []
     for step in p.steps:
         (name, params), = step.items()

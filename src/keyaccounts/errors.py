@@ -42,3 +42,19 @@ class InputError(Exception):
 
 class ConfigError(InputError):
     """A pipeline YAML or option that does not validate."""
+
+
+# The exit code of the command that ran in this process, once it is decided: its outputs are
+# committed (0) or its failure reported (2, 1, 130, 143). A signal after that point (the
+# interpreter's teardown, the CLI's own return path) must not turn a finished command into
+# 143: the console entry point reads this and exits with the decided code instead.
+_DECIDED: list[int] = []
+
+
+def decide_exit(code: int | None) -> None:
+    """Record (or with None, forget) the decided exit code of the running command."""
+    _DECIDED[:] = [] if code is None else [int(code)]
+
+
+def decided_exit() -> int | None:
+    return _DECIDED[0] if _DECIDED else None

@@ -10,17 +10,18 @@ import csv
 import gzip
 import os
 import re
+import stat
 import tempfile
 import warnings
-from io import BytesIO
+from collections.abc import Callable
+from io import BytesIO, StringIO
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from . import xlsx
-from .config import ReadOptions
+from . import outputs, sql, xlsx
+from .config import InputSpec, ReadOptions
 from .errors import InputError
 
 CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat"}
@@ -109,17 +110,98 @@ def _first_row_sane(path: Path, sep: str, encoding: str, opts: ReadOptions) -> N
                          hint="fix the export (lost line breaks?), or set read.sep")
 
 
-def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFrame:
-    """Read a file into a frame of raw values (text files: every column as string)."""
-    opts = opts or ReadOptions()
-    p = Path(path)
+READ_NOTES = "read_notes"  # df.attrs key: what reading changed that the user should know
+
+
+def _not_regular(p: Path) -> str:
+    mode = p.stat().st_mode
+    return ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+
+
+def _decode_lines(path: Path) -> tuple[str, str]:
+    """The file's text with each line decoded as UTF-8, or as latin-1 where it is not UTF-8,
+    and a note for the quality summary saying how many lines were which."""
+    with _open_bytes(path) as fh:
+        data = fh.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    parts, n_latin, n_utf8 = [], 0, 0
+    for line in data.splitlines(keepends=True):
+        try:
+            parts.append(line.decode("utf-8"))
+            n_utf8 += not line.isascii()
+        except UnicodeDecodeError:
+            parts.append(line.decode("latin-1"))
+            n_latin += 1
+    if n_utf8:
+        note = (f"mixed encodings: {n_latin:,} lines not UTF-8 were read as latin-1, {n_utf8:,} as UTF-8; "
+                "check names with accents")
+    else:
+        note = f"not UTF-8: {n_latin:,} lines read as latin-1 (set read.encoding if it is another one)"
+    return "".join(parts), note
+
+
+def _check_readable(p: Path) -> None:
+    """InputError unless `p` is a non-empty regular file."""
     if not p.exists():
         raise InputError("file not found", file=str(p))
     if p.is_dir():
         raise InputError("expected a file, got a folder", file=str(p))
+    if not p.is_file():  # a FIFO, <(cat f) or a device: read twice (sniff, parse), a pipe would be lost
+        raise InputError(f"{_not_regular(p)}, not a regular file: pipes and devices are not supported as inputs",
+                         file=str(p), hint="save the data to a file first (e.g. `cat ... > data.csv`)")
     if p.stat().st_size == 0:
         raise InputError("file is empty", file=str(p))
+
+
+def _read_csv(p: Path, opts: ReadOptions, notes: list[str]) -> pd.DataFrame:
+    """A text table, every column as string; what reading changed goes to `notes`."""
+    encoding, sep = _sniff(p, opts)
+
+    def _csv(enc: str | None, source=p) -> pd.DataFrame:
+        # index_col=False: pandas would otherwise turn the extra fields of a first data
+        # row that is longer than the header (or trailing delimiters) into an index and
+        # shift every column silently; now such a row is an error, trailing ones blanks.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                source, sep=sep, encoding=enc, dtype=str, keep_default_na=False,
+                na_values=_MISSING, header=0 if opts.header else None, index_col=False,
+                engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
+                skipinitialspace=True,
+            )
+        if any("does not match length of data" in str(w.message) for w in caught):
+            raise InputError(f"the first data line has more fields than the header ({df.shape[1]} columns, "
+                             f"delimiter {sep!r}); the columns would shift", file=str(p),
+                             hint="fix the export (a stray delimiter or an unquoted text with one), "
+                                  "or set read.sep")
+        return df
+    _first_row_sane(p, sep, encoding, opts)
+    try:
+        if opts.encoding is None and encoding == "latin-1":
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "sniffed sample is not UTF-8")
+        return _csv(encoding)
+    except UnicodeDecodeError:
+        # Not UTF-8 somewhere (maybe only past the sniffed 256 KiB): each line in its own
+        # encoding, so UTF-8 lines mixed with latin-1 ones do not become mojibake.
+        if opts.encoding is not None or encoding not in ("utf-8-sig", "latin-1"):
+            raise
+        text, note = _decode_lines(p)
+        notes.append(note)
+        return _csv(None, StringIO(text))
+
+
+def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFrame:
+    """Read a file into a frame of raw values (text files: every column as string)."""
+    opts = opts or ReadOptions()
+    p = Path(path)
+    tx = outputs.current()
+    if tx is not None:  # no output of this command may replace a file it reads
+        tx.add_input(p)
+    _check_readable(p)
     kind = _kind(p)
+    notes: list[str] = []
     try:
         if kind == "parquet":
             df = pd.read_parquet(p)
@@ -127,34 +209,7 @@ def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFram
             df = pd.read_excel(p, sheet_name=opts.sheet if opts.sheet is not None else 0,
                                header=0 if opts.header else None)
         else:
-            encoding, sep = _sniff(p, opts)
-
-            def _csv(enc: str) -> pd.DataFrame:
-                # index_col=False: pandas would otherwise turn the extra fields of a first data
-                # row that is longer than the header (or trailing delimiters) into an index and
-                # shift every column silently; now such a row is an error, trailing ones blanks.
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", pd.errors.ParserWarning)
-                    df = pd.read_csv(
-                        p, sep=sep, encoding=enc, dtype=str, keep_default_na=False,
-                        na_values=_MISSING, header=0 if opts.header else None, index_col=False,
-                        engine="c" if sep in (",", ";", "\t", "|", r"\s+") else "python",
-                        skipinitialspace=True,
-                    )
-                if any("does not match length of data" in str(w.message) for w in caught):
-                    raise InputError(f"the first data line has more fields than the header ({df.shape[1]} columns, "
-                                     f"delimiter {sep!r}); the columns would shift", file=str(p),
-                                     hint="fix the export (a stray delimiter or an unquoted text with one), "
-                                          "or set read.sep")
-                return df
-            _first_row_sane(p, sep, encoding, opts)
-            try:
-                df = _csv(encoding)
-            except UnicodeDecodeError:
-                # Only the first 256 KiB were sniffed: non-UTF-8 bytes further down.
-                if opts.encoding is not None or encoding != "utf-8-sig":
-                    raise
-                df = _csv("latin-1")
+            df = _read_csv(p, opts, notes)
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError, OSError) as e:
@@ -167,7 +222,16 @@ def read_frame(path: str | Path, opts: ReadOptions | None = None) -> pd.DataFram
     elif not opts.header:
         df.columns = [f"col{i + 1}" for i in range(df.shape[1])]
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs[READ_NOTES] = notes  # for the quality summary (schemas.prepare_table)
     return df
+
+
+def read_input(spec: InputSpec) -> pd.DataFrame:
+    """The raw rows of one input: its file (read_frame) or the rows of its SQL query
+    (keyaccounts.sql, named by the connection with the password hidden)."""
+    if spec.sql is not None:
+        return sql.read_query(spec.sql, spec.connection, label=spec.source)
+    return read_frame(spec.path, spec.read)
 
 
 # ---------------------------------------------------------------- writing
@@ -224,25 +288,10 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return df if out is None else out
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        # mkstemp makes the file 0600; give it the mode a plain write would have.
-        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    """Every file output goes through here: path-checked, temp file then rename, staged until
+    the command's end inside an `outputs.transaction()` (all or nothing)."""
+    outputs.write_atomic(path, write)
 
 
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
@@ -334,7 +383,7 @@ def write_directory(path: str | Path, write: Callable[[Path], None]) -> Path:
     """A folder output (e.g. Spark's Parquet part files): write(tmp) fills a temp folder beside
     `path`, which then replaces `path` (rename), so readers never see a half-written folder."""
     import shutil
-    p = Path(path)
+    p = outputs.check_output_path(path, option="output", folder_ok=True)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     old = p.with_name(f".{p.name}.old")
@@ -374,3 +423,20 @@ def check_output_format(path: str | Path) -> str:
     if kind == "csv" and p.suffix.lower() not in CSV_SUFFIXES | {".gz"}:
         raise InputError("unknown output format; use .csv, .csv.gz, .parquet or .xlsx", file=str(p))
     return kind
+
+
+def check_outputs(steps: list[tuple[str, dict, str]], inputs=()) -> list[Path]:
+    """Every file the given steps (step name, params, label prefix) will write, checked before
+    any work starts: the format by extension, and the path (outputs.check_output_set: not an
+    input, not a folder or device, not a system location, a writable folder, no two the same)."""
+    files: dict[str, Path] = {}
+    for step, params, where in steps:
+        files.update(outputs.planned_outputs(step, params, where))
+    for label, f in files.items():
+        if f.suffix.lower() in (".png", *outputs.REPORT_SUFFIXES):
+            continue
+        try:
+            check_output_format(f)
+        except InputError as e:
+            raise InputError(f"{label}: {e.message}", file=e.file) from None
+    return outputs.check_output_set(files, inputs)

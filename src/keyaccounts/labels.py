@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features._arrays import as_of_day, day_numbers
+from .features.arrays import as_of_day, day_numbers
 
 
 def customer_labels(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Index) -> pd.DataFrame:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -13,8 +16,11 @@ from . import io
 from .config import TABLES, Pipeline
 from .errors import InputError
 from .features import Tables, build_features, deals
-from .quality import QualityReport
+from .outputs import score_deals_path
+from .quality import QualityReport, as_of_problem, id_match_warning
 from .schemas import SPECS, prepare_table
+from .tiers import criteria_columns
+from .tracking import tracker_for
 
 
 @dataclass
@@ -54,9 +60,9 @@ def load_inputs(p: Pipeline, *, loose_columns: dict[str, str] | None = None,
     raws = {}
     for name, spec in p.inputs.items():
         if on_read:
-            on_read(name, spec.path)
-        raws[name] = io.read_frame(spec.path, spec.read)
-    files = {n: s.path for n, s in p.inputs.items()}
+            on_read(name, spec.source)
+        raws[name] = io.read_input(spec)
+    files = {n: s.source for n, s in p.inputs.items()}
     extra = resolve_loose_columns(raws, files, loose_columns or {})
     frames: dict[str, pd.DataFrame] = {}
     reports = []
@@ -67,13 +73,35 @@ def load_inputs(p: Pipeline, *, loose_columns: dict[str, str] | None = None,
             on_table(name)
         spec = p.inputs[name]
         frame, rep = prepare_table(
-            raws[name], name, file=spec.path, mapping={**spec.columns, **extra[name]}, stages=p.stages,
+            raws[name], name, file=spec.source, mapping={**spec.columns, **extra[name]}, stages=p.stages,
             quality=p.quality, date_format=spec.read.date_format, dayfirst=spec.read.dayfirst,
-            decimal=spec.read.decimal, header=spec.read.header, as_of=p.as_of)
+            decimal=spec.read.decimal, header=spec.read.header, as_of=p.as_of,
+            keep=criteria_columns(p.tiers) if name == "customers" else ())
         frames[name] = frame
         reports.append(rep)
+    check_joins(frames, reports, files, p.as_of)
     # transactions may be absent when not required (the forecast reads opportunities only)
     return Loaded(Tables(**{"transactions": None, **frames}), reports)
+
+
+def check_joins(frames: dict[str, pd.DataFrame], reports: list[QualityReport], files: dict[str, str],
+                as_of: dt.date | None) -> None:
+    """Across tables: as_of within the transactions' dates (else InputError, option named), and
+    a warning in the quality notes of a customers/invoices table whose ids match too few of the
+    transactions' customers."""
+    tx = frames.get("transactions")
+    if tx is None or not len(tx):
+        return
+    if as_of is not None:
+        problem = as_of_problem(as_of, tx["timestamp"].min(), tx["timestamp"].max(), files["transactions"])
+        if problem:
+            raise InputError(problem, file=files["transactions"], column="timestamp")
+    for rep in reports:
+        if rep.table in ("customers", "invoices") and "customer_id" in frames[rep.table].columns:
+            warning = id_match_warning(tx["customer_id"], frames[rep.table]["customer_id"],
+                                       file=files["transactions"], other_file=files[rep.table])
+            if warning:
+                rep.notes.append(warning)
 
 
 def require_as_of(p: Pipeline) -> dt.date:
@@ -130,18 +158,12 @@ def _tables_dict(t: Tables) -> dict[str, pd.DataFrame]:
     return {n: getattr(t, n) for n in TABLES if getattr(t, n) is not None}
 
 
-def _tracker(p: Pipeline, params: dict[str, Any]):
-    from .tracking import Tracker
-    return Tracker(params.get("tracking_uri") or p.tracking_uri, models_dir=params.get("models_dir", "models"),
-                   promote_tolerance=p.train.promote_tolerance)
-
-
 def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Train churn, value (and deal, with opportunities) as of p.as_of; log, register, gate."""
     from .tracking import data_fingerprint
     from .train import train_customer_models, train_deal
     as_of = require_as_of(p)
-    tracker = _tracker(p, params)
+    tracker = tracker_for(p, params)
     tracker.check()  # before minutes of training, not after
     fp = data_fingerprint(_tables_dict(loaded.tables))
     say(f"tracking: {tracker.tracking_uri}   data fingerprint {fp[:12]}")
@@ -161,7 +183,34 @@ def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -
             say(f"[yellow]deal model refused[/]: {r.refused_reason} -> stage-rate baseline registered instead")
         if tm is not None:
             tms.append(tm)
-    return log_trained(tracker, tms, say=say)
+    for tm in tms:  # where the data came from (a query's connection without its password) and what
+        # `keyaccounts retrain` compares with: the settings and the row counts at training
+        tm.params.update(inputs={n: s.source for n, s in p.inputs.items()}, settings_hash=training_settings(p),
+                         input_rows={n: len(df) for n, df in _tables_dict(loaded.tables).items()})
+    written = log_trained(tracker, tms, say=say)
+    register_scorer(tracker, p, say=say)
+    return written
+
+
+def register_scorer(tracker, p: Pipeline, say=print) -> None:
+    """Register `keyaccounts-scorer` (keyaccounts.serving) around the horizon's champions. The
+    models are registered and gated already: a failure here is said, not raised."""
+    try:
+        res = tracker.log_scorer(p, horizon_days=p.horizon_days)
+    except Exception as e:  # noqa: BLE001 - the champions stand; only the servable wrapper is missing
+        say(f"[yellow]warning[/]: keyaccounts-scorer not registered ({type(e).__name__}: {str(e)[:300]})")
+        return
+    models = ", ".join(f"{n} v{v}" for n, v in res["models"].items())
+    say(f"keyaccounts-scorer: v{res['version']} ({models}) "
+        + ("registered" if res["registered"] else "unchanged, not registered again"))
+
+
+def training_settings(p: Pipeline) -> str:
+    """A short hash of what shapes a trained model besides the data and as_of: horizon, train:,
+    features: and stages: of the pipeline. Same data fingerprint + same hash = the same training."""
+    blob = {"horizon_days": p.horizon_days, **{k: getattr(p, k).model_dump(mode="json")
+                                               for k in ("train", "features", "stages")}}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def log_trained(tracker, tms: list, *, say=print) -> list[Path]:
@@ -194,20 +243,43 @@ def check_score_params(params: dict[str, Any]) -> None:
     if params.get("by") not in (None, "owner", "region"):
         raise InputError(f"--by must be owner or region, got '{params.get('by')}'")
     parse_reasons(str(params.get("reasons", "all")))
+    if params.get("compare_to"):
+        check_compare_to(params["compare_to"], params["out"])
+
+
+def check_compare_to(previous, out) -> None:
+    """--compare-to names an existing CSV/Parquet list that is not the output itself (no input
+    is ever overwritten)."""
+    prev = Path(previous)
+    if not prev.is_file():
+        raise InputError("previous list not found", file=str(prev), hint="--compare-to takes an earlier score output")
+    if io.check_output_format(prev) == "excel":
+        raise InputError("--compare-to reads the .csv or .parquet list of an earlier score run, not the Excel "
+                         "workbook (its columns are labelled for people)", file=str(prev))
+    if prev.resolve() == Path(out).resolve():
+        raise InputError("--compare-to is the file --out would overwrite", file=str(prev),
+                         hint="write the new list to another name (e.g. one per as_of date)")
+
+
+def read_previous_list(path) -> pd.DataFrame:
+    """The validated previous account list for --compare-to (see changes.previous_list)."""
+    from .changes import previous_list
+    return previous_list(io.read_frame(path), file=str(path))
 
 
 def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None) -> list[Path]:
     """Ranked account (and open-deal) lists with the champions, tiers and reasons; written
     atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
-    by (owner|region), top."""
+    by (owner|region), top, compare_to (a previous list: <stem>_changes.csv, keyaccounts.changes)."""
     from .score import score_accounts, score_deals, tier_counts
     from .tracking import TrackingUnavailable, data_fingerprint
     as_of = require_as_of(p)
     check_score_params(params)
+    previous = read_previous_list(params["compare_to"]) if params.get("compare_to") else None  # bad: exit 2 first
     by = params.get("by")
     opts = {"prefer": params.get("prefer", "registry"), "reasons": str(params.get("reasons", "all")),
             "by": by, "top": params.get("top")}
-    tracker = _tracker(p, params)
+    tracker = tracker_for(p, params)
     try:
         tracker.check()
     except TrackingUnavailable as e:  # the sha256-checked bundles still serve
@@ -224,36 +296,54 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, o
     say(f"writing {len(accounts):,} accounts to {params['out']}")
     # What the Excel "Read me" sheet tells the reader (CSV/Parquet ignore it).
     meta = {"as_of": as_of, "horizon_days": p.horizon_days, "versions": versions, "by": by, "top": opts["top"],
-            "reasons": opts["reasons"], "inputs": {n: s.path for n, s in p.inputs.items()}, "tiers": p.tiers,
+            "reasons": opts["reasons"], "inputs": {n: s.source for n, s in p.inputs.items()}, "tiers": p.tiers,
             "lifecycle": p.features.lifecycle, "risk_bands": (p.report.risk_medium, p.report.risk_high)}
     written = [io.write_frame(accounts, params["out"], sheets_by=by, meta={
         **meta, "list": "accounts", "rank_by": params.get("rank_by", "composite_score")})]
     if deals_df is not None:
         out = Path(params["out"])
-        deals_out = params.get("deals_out") or out.with_name(out.name.replace(out.stem, out.stem + "_deals", 1))
+        deals_out = params.get("deals_out") or score_deals_path(out)
         say(f"writing {len(deals_df):,} open deals to {deals_out}")
         written.append(io.write_frame(deals_df, deals_out, sheets_by=by if by in deals_df.columns else None,
                                       meta={**meta, "list": "deals", "rank_by": "expected_revenue"}))
+    if previous is not None:
+        written.append(write_changes(accounts, previous, params["out"], p, say=say))
     counts = {"accounts": len(accounts), "deals": 0 if deals_df is None else len(deals_df)}
     if tracker.unavailable is None:
         say(f"logging the score run to {tracker.tracking_uri}")
         try:
             tracker.log_score_run(as_of=as_of, fingerprint=data_fingerprint(_tables_dict(loaded.tables)),
-                                  model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts))
+                                  model_versions=versions, row_counts=counts, extra_metrics=tier_counts(accounts),
+                                  inputs={n: s.source for n, s in p.inputs.items()})
         except Exception as e:  # noqa: BLE001 - the lists are written and correct; only the log is missing
             say(f"[yellow]warning[/]: score run not logged to MLflow ({type(e).__name__}: {str(e)[:200]})")
     return written
 
 
+def write_changes(accounts: pd.DataFrame, previous: pd.DataFrame, out, p: Pipeline, say=print) -> Path:
+    """<stem>_changes.csv beside `out`: what changed against the previous list (keyaccounts.changes)."""
+    from .changes import changes_path, compare_lists
+    ch = compare_lists(accounts, previous, risk_high=p.report.risk_high)
+    target = changes_path(out)
+    say(f"changes since {ch.as_of_before}: " + ", ".join(f"{k} {v:,}" for k, v in ch.counts.items())
+        + f" -> {target}")
+    return io.write_frame(ch.rows, target, index=False)
+
+
 def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """The self-contained HTML report (keyaccounts.report) to params['out'], written
-    atomically. params: out, prefer (registry|bundle), tracking_uri, models_dir."""
+    atomically. params: out, prefer (registry|bundle), tracking_uri, models_dir, compare_to
+    (a previous score list: the "What changed" section)."""
     from .report import build_report
     require_as_of(p)
     if not params.get("out"):
         raise InputError("report step needs 'out: PATH'")
-    rep = build_report(loaded, p, tracker=_tracker(p, params), prefer=params.get("prefer", "registry"),
-                       progress=say)
+    previous = None
+    if params.get("compare_to"):
+        check_compare_to(params["compare_to"], params["out"])
+        previous = read_previous_list(params["compare_to"])
+    rep = build_report(loaded, p, tracker=tracker_for(p, params), prefer=params.get("prefer", "registry"),
+                       progress=say, previous=previous)
     for w in rep.warnings:
         say(f"[yellow]drift warning[/]: {w}")
     return [io.write_text(rep.html, params["out"])]

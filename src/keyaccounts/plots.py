@@ -10,8 +10,9 @@ passed to `IPython.display.display`, whatever the backend (`ChartFigure._repr_pn
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from io import BytesIO
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd

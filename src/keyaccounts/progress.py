@@ -46,7 +46,7 @@ class StepProgress:
         self._task = self._progress.add_task("", total=total, step=title)
         self._sub = self._progress.add_task("", total=1, step="", visible=False)
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         self._progress.start()
         return self
 

@@ -15,12 +15,11 @@ import datetime as dt
 import difflib
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
-
 
 
 @contextlib.contextmanager
@@ -51,10 +50,10 @@ def _without_pyspark():
 with _quiet_pyspark(), _without_pyspark():
     import pandera.pandas as pa
 
-from . import io
-from .config import InputSpec, QualityConfig, StageConfig, normalise_stage
-from .errors import InputError
-from .quality import QualityReport
+from . import io  # noqa: E402 (after pandera loads with pyspark hidden)
+from .config import InputSpec, QualityConfig, StageConfig, normalise_stage  # noqa: E402 (after pandera loads with pyspark hidden)
+from .errors import InputError  # noqa: E402 (after pandera loads with pyspark hidden)
+from .quality import QualityReport  # noqa: E402 (after pandera loads with pyspark hidden)
 
 
 @dataclass(frozen=True)
@@ -176,11 +175,15 @@ def normalise_ids(s: pd.Series) -> pd.Series:
     return t.where(s.notna() & (t != ""))
 
 
+# Beyond this no amount, quantity or price is real, and sums of such values overflow to inf.
+NUMBER_LIMIT = 1e15
+
+
 def _to_number(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     """Return (values, bad) where bad marks non-blank cells that are not finite numbers."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         v = s.astype("float64")
-        return v, v.notna() & ~np.isfinite(v)
+        return v, v.notna() & ~(np.abs(v) <= NUMBER_LIMIT)
     t = s.astype("str").str.strip()
     blank = s.isna() | (t == "")
     t = t.str.replace(_NUM_JUNK, "", regex=True)
@@ -196,7 +199,7 @@ def _to_number(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
         t = t.str.replace(",", "", regex=False)
     v = pd.to_numeric(t.where(~blank & ~misgrouped), errors="coerce").astype("float64")
     v = v.where(~neg, -v)
-    bad = ~blank & (v.isna() | ~np.isfinite(v))
+    bad = ~blank & (v.isna() | ~(np.abs(v) <= NUMBER_LIMIT))  # also inf and 1e308 (sums overflow)
     return v.where(~bad), bad
 
 
@@ -360,18 +363,22 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
                   stages: StageConfig | None = None, quality: QualityConfig | None = None,
                   date_format: str | None = None, dayfirst: bool = False, decimal: str = ".",
                   header: bool = True, strict_mapping: bool = True,
-                  as_of: dt.date | None = None) -> tuple[pd.DataFrame, QualityReport]:
-    """Map, coerce, clean and validate one raw table; see the module docstring for the policy."""
+                  as_of: dt.date | None = None, keep: Sequence[str] = ()) -> tuple[pd.DataFrame, QualityReport]:
+    """Map, coerce, clean and validate one raw table; see the module docstring for the policy.
+    `keep`: columns of the user's that are not canonical but are read later (tier criteria on
+    customers), kept as read on the rows that survive cleaning."""
     spec = SPECS[name]
     stages = stages or StageConfig()
     quality = quality or QualityConfig()
     report = QualityReport(table=name, file=file, rows_read=len(raw))
+    report.notes.extend(raw.attrs.get(io.READ_NOTES, ()))  # e.g. lines read as latin-1
     if len(raw) == 0:
         raise InputError(f"{name} table is empty (no data rows)", file=file)
     df = _apply_mapping(raw, spec, mapping or {}, file, strict_mapping)
     _check_required(df, spec, file)
     df.index = _line_numbers(df, header)
     unmapped = df[[c for c in df.columns if c not in spec.all_columns]]
+    kept = unmapped[[c for c in dict.fromkeys(keep) if c in unmapped.columns]]
     df = df[[c for c in spec.all_columns if c in df.columns]].copy()
     raw_view = df.copy()  # for messages: the user's values, not ours
 
@@ -403,6 +410,12 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         report.drop(f"bad_{col}", n)
         df = df[~bad]
 
+    for c in spec.ids:  # a NUL byte would split one id into phantoms that reach the outputs
+        if c in df.columns:
+            nul = df[c].str.contains("\x00", regex=False).fillna(False).astype(bool)
+            _bad(c, nul, "NUL bytes (\\0) inside the id",
+                 "the export is damaged (binary data in a text column): re-export the file")
+
     for c in spec.dates:
         if c not in df.columns:
             continue
@@ -420,7 +433,7 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         if c not in df.columns:
             continue
         v, bad = _to_number(df[c], decimal)
-        _bad(c, bad, "values that are not finite numbers",
+        _bad(c, bad, f"values that are not finite numbers within ±{NUMBER_LIMIT:.0e}",
              "remove text from the column, or set read.decimal for ',' decimals")
         if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]):
             plain = pd.to_numeric(df[c].astype("str").str.strip(), errors="coerce").notna()
@@ -469,6 +482,8 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         if n_future:
             report.notes.append(f"{n_future:,} rows on/after as_of (features ignore, labels use)")
     report.rows_kept = len(df)
+    if len(kept.columns):
+        df = df.join(kept)
     return df.reset_index(drop=True), report
 
 
@@ -584,8 +599,8 @@ def load_table(name: str, spec: InputSpec, *, stages: StageConfig | None = None,
                quality: QualityConfig | None = None, strict_mapping: bool = True,
                as_of: dt.date | None = None) -> tuple[pd.DataFrame, QualityReport]:
     """Read one input file and return its canonical frame and quality report."""
-    raw = io.read_frame(spec.path, spec.read)
-    return prepare_table(raw, name, file=spec.path, mapping=spec.columns, stages=stages, quality=quality,
+    raw = io.read_input(spec)
+    return prepare_table(raw, name, file=spec.source, mapping=spec.columns, stages=stages, quality=quality,
                          date_format=spec.read.date_format, dayfirst=spec.read.dayfirst,
                          decimal=spec.read.decimal, header=spec.read.header,
                          strict_mapping=strict_mapping, as_of=as_of)

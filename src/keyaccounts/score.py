@@ -15,7 +15,8 @@ import pandas as pd
 
 from .config import Pipeline
 from .errors import InputError
-from .features import Tables, build_features
+from .features import Tables, build_features, potential
+from .tiers import POTENTIAL_COLUMNS, SCORE_INPUTS, check_criteria, criteria_columns, uses_potential
 from .train import btyd_baseline
 
 RANK_BY = ("composite_score", "value_at_risk", "expected_value", "churn_probability")
@@ -41,7 +42,7 @@ def _check_features(name: str, card: dict, X: pd.DataFrame) -> pd.DataFrame:
     return X[want] if want else X
 
 
-def _load(tracker, name: str, prefer: str):
+def load_champion(tracker, name: str, prefer: str):
     try:
         return tracker.load_champion(name, prefer=prefer)
     except InputError:
@@ -114,21 +115,26 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     f = f[f["frequency"] > 0]
     if f.empty:
         raise InputError(f"no customer has a purchase before as_of {as_of}: nothing to score")
+    tier_in = tier_inputs(tables, f, as_of=as_of, p=p)
     versions, models = {}, {}
     out = pd.DataFrame(index=f.index)
     for fam, col in (("churn", "churn_probability"), ("value", "expected_value")):
         name = model_name(fam, horizon_days)
         say(f"predicting {col} for {len(f):,} accounts ({name})")
-        model, card = _load(tracker, name, prefer)
+        model, card = load_champion(tracker, name, prefer)
         X = _check_features(name, card, f)
         out[col] = model.predict_proba(X)[:, 1] if fam == "churn" else np.maximum(model.predict(X), 0.0)
+        if fam == "value" and hasattr(model, "predict_quantiles"):  # per-account P10 / P90 of next-H spend
+            q = model.predict_quantiles(X, (0.1, 0.9))
+            out["expected_value_p10"], out["expected_value_p90"] = q[:, 0], q[:, 1]
         versions[name] = str(card.get("version"))
         models[fam] = (model, X)
     # Revenue at stake: this customer's run-rate over the horizon, times the risk of losing it.
     run_rate = f["spend_365d"].clip(lower=0) * horizon_days / 365.0 if "spend_365d" in f.columns else out["expected_value"]
     out["value_at_risk"] = out["churn_probability"] * run_rate
     out = out.join(_btyd_columns(tables, as_of, horizon_days, f.index, say))
-    tiers = assign_tiers(f, out, p.tiers)
+    out = out.join(tier_in[[c for c in POTENTIAL_COLUMNS[:3] if c in tier_in.columns]])  # whitespace, when used
+    tiers = assign_tiers(tier_in, out, p.tiers)
     out = out.join(tiers)
     if tables.customers is not None:
         ctx = [c for c in CONTEXT if c in tables.customers.columns]
@@ -149,11 +155,41 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     for fam in ("churn", "value"):
         say(f"SHAP reasons ({fam}) for {len(chosen):,} accounts")
         model, X = models[fam]
-        r = explain_accounts(model, X.loc[chosen], f.loc[chosen], n=3, kind=fam) if len(chosen) else None
+        if not getattr(model, "has_reasons", True):  # the BG/NBD baseline champion has no feature contributions
+            say(f"no reasons for {fam}: its champion is the BG/NBD baseline (recency, frequency and tenure only)")
+            chosen_fam = chosen[:0]
+        else:
+            chosen_fam = chosen
+        r = explain_accounts(model, X.loc[chosen_fam], f.loc[chosen_fam], n=3, kind=fam) if len(chosen_fam) else None
         for side in ("up", "down"):
             out.insert(out.columns.get_loc("churn_model_version"), f"{fam}_reasons_{side}",
                        _fill(out.index, chosen, None if r is None else r[f"reasons_{side}"]))
     return out, versions
+
+
+def tier_inputs(tables: Tables, f: pd.DataFrame, *, as_of: dt.date, p: Pipeline) -> pd.DataFrame:
+    """What the tiers read beside the scores: the features `f`, the peer potential (when a score
+    uses it, see tiers.uses_potential) and the customers columns the tier criteria name.
+    The criteria are checked here, before any model runs, so a bad one exits 2 at once."""
+    out, cust, pc = f, tables.customers, p.features.potential
+    if uses_potential(p.tiers):
+        pot = potential(tables.transactions, cust, as_of=as_of, segment_columns=pc.segment_columns,
+                        percentile=pc.percentile, min_peers=pc.min_peers, window_days=pc.window_days,
+                        min_active_days=pc.min_active_days)
+        out = out.join(pot.drop(columns=[c for c in pot.columns if c in out.columns]))
+    want = [c for c in criteria_columns(p.tiers)
+            if cust is not None and c in cust.columns and c not in out.columns and c != "customer_id"]
+    if want:
+        ids = cust["customer_id"].astype("str")
+        out = out.join(cust[want].set_axis(ids).loc[~ids.duplicated(keep="last").to_numpy()])
+    # The scores come later; stand-ins let a criterion on them pass the check.
+    probe = out.assign(**{c: np.nan for c in SCORE_INPUTS if c not in out.columns})
+    try:
+        check_criteria(probe, p.tiers)
+    except ValueError as e:
+        raise InputError(f"tiers criteria: {e}", hint="a criterion names a column of the customers table or of "
+                         "the features, with a value map (category: score 0-1) for text") from None
+    return out
 
 
 def _btyd_columns(tables: Tables, as_of, horizon_days: int, index: pd.Index, say) -> pd.DataFrame:
@@ -188,7 +224,7 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
     d = deals(tables.opportunities, as_of=as_of, open_stages=p.stages.open, stage_history=tables.stage_history,
               txns=tables.transactions, owner_prior=p.features.owner_win_rate_prior)
     name = model_name("deal", horizon_days)
-    model, card = _load(tracker, name, prefer)
+    model, card = load_champion(tracker, name, prefer)
     fitted = getattr(model, "feature_names_in_", None)
     X = _check_features(name, {**card, "feature_names": list(map(str, fitted))}, d) if fitted is not None else d
     out = d[["customer_id", "owner", "stage_at_as_of", "amount"]].copy()

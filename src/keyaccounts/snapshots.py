@@ -12,7 +12,7 @@ import pandas as pd
 
 from .config import FeatureConfig
 from .features import Tables, build_features, deals
-from .features._arrays import day_numbers
+from .features.arrays import day_numbers
 from .labels import customer_labels, deal_labels
 
 

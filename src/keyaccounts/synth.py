@@ -18,6 +18,9 @@ The generative story (per customer):
 * Spend is heavy-tailed: a lognormal per-customer mean order value scaled by company size,
   gamma-distributed around it per line. ``amount = quantity * unit_price`` (cents), margin
   rate per customer (10-45 %) shifted per product; ``cost`` is the row cost (same sign).
+* A latent wallet (potential) per account, ``latent.wallet_annual``: what a top-decile account
+  of its size spends per year (see ``_WALLET_PROPENSITY``), or its own drawn rate when higher;
+  ``true_headroom(latent, as_of=...)`` is the wallet minus the rate the account buys at then.
 * ~2.5 % of purchase lines are partly returned 1+ days later (a negative row: negative
   quantity, same product and price, ``invoice_id`` ``R...`` echoing the order ``T...``).
 * Invoices: one per customer and calendar month with positive purchases, issued the first of
@@ -39,8 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["SynthTables", "synthesize", "synth_transactions", "STAGES_OPEN", "STAGE_WON",
-           "STAGE_LOST", "SEGMENTS", "SIZES", "PRODUCTS"]
+__all__ = ["SynthTables", "synthesize", "synth_transactions", "true_headroom", "STAGES_OPEN", "STAGE_WON",
+           "STAGE_LOST", "SEGMENTS", "SIZES", "PRODUCTS", "ramping_funnel", "RAMP_STAGE"]
 
 STAGES_OPEN = ("prospecting", "qualification", "proposal", "negotiation")   # funnel order
 STAGE_WON, STAGE_LOST = "won", "lost"
@@ -52,6 +55,11 @@ _SIZE_P = np.array([0.45, 0.30, 0.18, 0.07])
 _SIZE_SPEND = np.array([1.0, 2.0, 5.0, 12.0])      # x mean order value
 _SIZE_RATE = np.array([0.8, 1.0, 1.3, 1.6])        # x purchase rate
 _SIZE_DEALS = np.array([0.6, 1.0, 1.6, 2.5])       # x deal count
+_BASE_RATE, _BASE_SPEND = 1.2 / 30, 120.0          # orders per day and order value of a typical small account
+# An account's wallet (latent potential): what a top-decile account of its size spends, i.e. its
+# size's base spend rate x this propensity (about the 90th percentile of gamma(1.5) x lognormal(0,
+# 0.9), the spread of rate x order value around the base); a higher own propensity is its own wallet.
+_WALLET_PROPENSITY = 3.5
 REGIONS = ("North", "South", "East", "West", "Central")
 INDUSTRIES = ("manufacturing", "retail", "healthcare", "technology", "logistics",
               "construction", "finance", "hospitality")
@@ -188,11 +196,11 @@ def _population(rng: np.random.Generator, n: int, n_days: int, prospect_share: f
     churn = np.where(churner, np.minimum(churn, n_days), np.nan)
     stop = np.where(churner, churn, float(n_days))
     span = np.maximum(stop - act, 1e-9)
-    rate = rng.gamma(1.5, 1 / 1.5, n) * (1.2 / 30) * _SIZE_RATE[size]
+    rate = rng.gamma(1.5, 1 / 1.5, n) * _BASE_RATE * _SIZE_RATE[size]
     g_year = np.where(grower, rng.uniform(0.5, 1.5, n), np.clip(rng.normal(0, 0.05, n), -0.1, 0.1))
     keep = rng.uniform(0.3, 0.9, n)       # churners' intensity at churn relative to activation
     growth = np.where(churner, -(1 - keep) / span, g_year / 365.0)
-    mean_spend = rng.lognormal(np.log(120.0), 0.9, n) * _SIZE_SPEND[size]
+    mean_spend = rng.lognormal(np.log(_BASE_SPEND), 0.9, n) * _SIZE_SPEND[size]
     margin = rng.uniform(0.10, 0.45, n)
     price_factor = rng.uniform(0.85, 1.10, n)
     fav = rng.choice(len(PRODUCTS), n, p=_POP)
@@ -521,9 +529,31 @@ def synthesize(*, n_customers: int = 2000, start: str = "2023-01-01", end: str =
         "size": _vocab(SIZES, pop.size),
         "owner": _vocab(owner_names, owner),
         "owner_skill": skill[owner],
+        "wallet_annual": _wallet_annual(pop),
     })
     return SynthTables(transactions=txns, customers=customers, invoices=invoices,
                        opportunities=opps, stage_history=hist, latent=latent)
+
+
+def _wallet_annual(pop: _Population) -> np.ndarray:
+    """Latent potential per year: the size's base spend rate x max(own propensity, _WALLET_PROPENSITY)."""
+    base = 365.0 * _BASE_RATE * _SIZE_RATE[pop.size] * _BASE_SPEND * _SIZE_SPEND[pop.size]
+    own = pop.rate * pop.mean_spend * 365.0
+    return np.maximum(own, base * _WALLET_PROPENSITY)
+
+
+def true_headroom(latent: pd.DataFrame, *, as_of) -> pd.Series:
+    """The true gap per customer_id at `as_of`: latent wallet_annual minus the spend rate per year
+    the account was drawn with on that day (rate x (1 + growth x years since activation) x order
+    value while active, 0 before activation and after churn). Negative for growers past their wallet."""
+    t = pd.Timestamp(as_of)
+    years = (t - latent["activation_date"]).dt.days.to_numpy(dtype="float64") / 365.0
+    active = (latent["activation_date"] <= t) & ~(latent["churn_date"] <= t)
+    intensity = np.maximum(1.0 + latent["growth"].to_numpy() * np.nan_to_num(years), 0.0)
+    now = np.where(active.to_numpy(), latent["purchase_rate"].to_numpy() / 30.0 * 365.0 * intensity
+                   * latent["mean_spend"].to_numpy(), 0.0)
+    return pd.Series(latent["wallet_annual"].to_numpy() - now, index=latent["customer_id"].astype("str"),
+                     name="true_headroom_annual")
 
 
 def synth_transactions(*, n_rows: int, n_customers: int, start: str = "2021-01-01",
@@ -541,3 +571,44 @@ def synth_transactions(*, n_rows: int, n_customers: int, start: str = "2021-01-0
     ids = pd.Index(_id_strings("C", np.arange(1, n_customers + 1), _width(n_customers, 6)))
     n_orders = max(int(round(n_rows / ((1 + _LINES_EXTRA) * (1 + _RETURN_P)))), 1)
     return _transactions(r_txn, pop, s, n_days, ids, n_orders=n_orders)
+
+
+# ------------------------------------------------------------------ ramping lead funnel
+
+#: The open stage of `ramping_funnel` (its only one): stage order ``[RAMP_STAGE]``.
+RAMP_STAGE = "lead"
+
+
+def ramping_funnel(*, seed: int = 0, start: str = "2023-01-01", end: str = "2023-12-31",
+                   leads_per_day_start: float = 0.5, leads_per_day_end: float = 20.0, ramp_days: int = 150,
+                   p_win: float = 0.35, mean_days_to_win: float = 30.0, mean_amount: float = 5_000.0,
+                   n_owners: int = 8) -> pd.DataFrame:
+    """Opportunities of a lead funnel that records wins and no losses, with a sales team
+    ramping up: leads are created as a Poisson process whose daily rate rises linearly from
+    `leads_per_day_start` to `leads_per_day_end` over the first `ramp_days` (about 5 to 200
+    wins a month with the defaults), then stays there. A lead is won with probability `p_win`
+    after 1 + Gamma(2, mean_days_to_win / 2) days; otherwise it is never closed: it stays
+    open ('lead', no closed_date, no outcome), as in CRMs where unconverted leads are never
+    marked lost. Wins after `end` are not in the table (those leads are open too). Columns:
+    opportunity_id, owner, created_date, stage, amount (lognormal), closed_date, outcome.
+    The `synth --ramping-funnel` command writes this as the opportunities table."""
+    rng = np.random.default_rng(seed)
+    s, n_days = _window(start, end)
+    t = np.arange(n_days)
+    rate = leads_per_day_start + (leads_per_day_end - leads_per_day_start) * np.minimum(t / max(ramp_days, 1), 1.0)
+    created = np.repeat(t, rng.poisson(rate))
+    n = len(created)
+    won_day = created + 1 + np.floor(rng.gamma(2.0, mean_days_to_win / 2.0, n)).astype(np.int64)
+    won = (rng.random(n) < p_win) & (won_day < n_days)
+    sigma = 0.8
+    amount = np.round(rng.lognormal(np.log(mean_amount) - sigma ** 2 / 2, sigma, n), 2)
+    owners = tuple(f"rep{i + 1:02d}" for i in range(n_owners))
+    return pd.DataFrame({
+        "opportunity_id": _id_strings("L", np.arange(1, n + 1), _width(n, 6)),
+        "owner": _vocab(owners, rng.integers(0, n_owners, n)),
+        "created_date": _dates(s, created),
+        "stage": _vocab((RAMP_STAGE, STAGE_WON), won.astype(np.int64)),
+        "amount": amount.astype(np.float64),
+        "closed_date": _dates(s, np.where(won, won_day, np.nan)),
+        "outcome": pd.array(np.where(won, STAGE_WON, None), dtype="str"),
+    })

@@ -21,17 +21,30 @@ Column sources (features from `features.build_features`, scores from `score.scor
 - retention: 1 - churn_probability (scores), else min(spend_90d / spend_prior_90d, cap)
 - credit health: mean of 1 - percentile of days_past_due_mean, late_payment_share and
   overdue_balance (whichever exist; only with invoices)
+- potential: potential_spend_annual (features.potential; weight 0 unless configured)
+
+Your own criteria (`config.Criterion`, listed under kaism.attractiveness_criteria,
+kaism.position_criteria and composite.criteria) read any column of the frame given (features,
+scores and the customers columns the caller joined): numeric columns as percentile ranks,
+text columns through their value map (category -> 0-1); `lower_is_better` flips the score to
+1 - score; a missing value counts 0.5 (neutral), 0 (worst) or is left out of that account's
+weighted mean (drop). `criteria_in_force` lists every component with its share of the weight.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .config import ActionConfig, RfmRule, TierConfig
+from .config import ActionConfig, Criterion, RfmRule, TierConfig
 
 EPS = 1e-9
+POTENTIAL_COLUMN, HEADROOM_COLUMN = "potential_spend_annual", "headroom_spend_annual"
+#: The columns of features.potential (defined there; listed here so tiers knows when it is used).
+POTENTIAL_COLUMNS = ("run_rate_spend_annual", POTENTIAL_COLUMN, HEADROOM_COLUMN, "potential_peers",
+                     "potential_segment_level")
+SCORE_INPUTS = ("churn_probability", "expected_value")  # the columns of the scores the tiers read
 CREDIT_COLUMNS = ("days_past_due_mean", "late_payment_share", "overdue_balance")
 INSUFFICIENT = "insufficient history"
 QUADRANTS = ("key", "develop", "maintain", "harvest")
@@ -87,7 +100,7 @@ def pyramid_tier(values: pd.Series, *, bands: Sequence[tuple[str, float]] = DEFA
     before = np.empty(n)
     before[order] = np.arange(n) / max(n, 1)
     out = np.full(n, rest, dtype=object)
-    for name, upper in reversed(list(zip([b[0] for b in bands], np.cumsum([b[1] for b in bands])))):
+    for name, upper in reversed(list(zip([b[0] for b in bands], np.cumsum([b[1] for b in bands]), strict=False))):
         out = np.where(before < upper - EPS, name, out)
     out = np.where(v > 0, out, rest)
     return pd.Series(out.astype(object), index=values.index, name=values.name, dtype="str")
@@ -122,7 +135,7 @@ def _data(features: pd.DataFrame, scores: pd.DataFrame | None) -> pd.DataFrame:
         return features
     if not scores.index.is_unique:
         raise ValueError("scores must have one row per customer_id")
-    extra = [c for c in ("churn_probability", "expected_value") if c in scores.columns]
+    extra = [c for c in SCORE_INPUTS if c in scores.columns]
     d = features.drop(columns=[c for c in extra if c in features.columns])
     for c in extra:
         d[c] = scores[c].reindex(features.index)
@@ -155,16 +168,137 @@ def _retention(d: pd.DataFrame, cap: float) -> pd.Series | None:
 
 
 def _weighted(parts: dict[str, tuple[float, pd.Series | None]], index: pd.Index, what: str) -> pd.Series:
-    """Weighted mean of the present parts (already on a 0-1 scale), weights renormalised."""
-    present = {k: (w, s) for k, (w, s) in parts.items() if s is not None}
+    """Weighted mean of the present parts (already on a 0-1 scale), weights renormalised. A part
+    may be NaN for some accounts (a criterion with missing: drop): those accounts' weights are
+    renormalised over their other parts (an account with no part left gets the neutral 0.5)."""
+    present = {k: (w, s.reindex(index).astype("float64")) for k, (w, s) in parts.items() if s is not None}
     total = sum(w for w, _ in present.values())
     if total <= 0:
         raise ValueError(f"{what}: no component with a positive weight is present "
                          f"(looked for {', '.join(parts)})")
+    # Per-account total, summed in the same order as `total`: identical to it when nothing is
+    # dropped, so the scores stay the same to the last bit as without this feature.
+    row_total = pd.Series(0.0, index=index)
+    for w, s in present.values():
+        row_total = row_total + s.notna() * w
     out = pd.Series(0.0, index=index)
     for w, s in present.values():
-        out = out + (w / total) * s.reindex(index).astype("float64")
-    return out
+        out = out + (w / row_total.where(row_total > 0)) * s.fillna(0.0)
+    return out.where(row_total > 0, 0.5)
+
+
+def _numbers(col: pd.Series) -> pd.Series | None:
+    """A column as float64 when it holds numbers (files are read as text, so "700" counts), else None."""
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.astype("float64")
+    v = pd.to_numeric(col.astype("string").str.strip(), errors="coerce").astype("float64")
+    return v if v.notna().sum() == col.notna().sum() else None
+
+
+def criterion_score(d: pd.DataFrame, c: Criterion) -> pd.Series:
+    """One user criterion on a 0-1 scale, 1 = best (see module docstring); NaN only for missing
+    values under `missing: drop`. ValueError for an absent column, a text column without a value
+    map, or categories the map does not list."""
+    if c.column not in d.columns:
+        raise ValueError(f"criterion column '{c.column}' is in neither the customers table nor the features "
+                         f"(available: {', '.join(sorted(map(str, d.columns)))})")
+    col = d[c.column]
+    known = col.notna()
+    if c.values is not None:
+        text = col[known].astype("str")
+        unmapped = sorted(set(text) - set(c.values))
+        if unmapped:
+            raise ValueError(f"criterion '{c.column}': values {unmapped[:5]} are not in its value map "
+                             f"(map lists {sorted(c.values)})")
+        score = text.map(c.values).astype("float64").reindex(d.index)
+    elif _numbers(col) is not None:
+        v = _numbers(col)
+        known = v.notna()
+        score = percentile_rank(v).where(known)
+    else:
+        raise ValueError(f"criterion '{c.column}' is a text column: give it a value map "
+                         f"(values: {{category: score 0-1}}); categories seen: "
+                         f"{sorted(col[known].astype('str').unique())[:5]}")
+    if c.direction == "lower_is_better":
+        score = 1 - score
+    fill = {"neutral": 0.5, "worst": 0.0, "drop": np.nan}[c.missing]
+    return score.where(known, fill).rename(c.column)
+
+
+def criteria_parts(d: pd.DataFrame, criteria: Sequence[Criterion]) -> dict[str, tuple[float, pd.Series]]:
+    """`_weighted` parts of the user criteria, keyed apart from the built-in components."""
+    return {f"criterion {c.column}": (c.weight, criterion_score(d, c)) for c in criteria}
+
+
+def criteria_columns(cfg: TierConfig) -> list[str]:
+    """Every column the user criteria of `cfg` read, in order, once."""
+    crit = [*cfg.kaism.attractiveness_criteria, *cfg.kaism.position_criteria, *cfg.composite.criteria]
+    return list(dict.fromkeys(c.column for c in crit))
+
+
+def uses_potential(cfg: TierConfig) -> bool:
+    """Whether a score reads the peer potential (a potential weight above 0, or a criterion on one
+    of its columns): only then is it computed, and only then may large headroom recommend develop,
+    so the default settings give the published tiers."""
+    return (cfg.kaism.potential_weight > 0 or cfg.composite.potential_weight > 0
+            or bool(set(criteria_columns(cfg)) & set(POTENTIAL_COLUMNS)))
+
+
+def check_criteria(d: pd.DataFrame, cfg: TierConfig) -> None:
+    """Raise ValueError (a clear message) when a user criterion cannot be read from `d`: the
+    caller runs this before any work so a bad criterion fails fast."""
+    for c in [*cfg.kaism.attractiveness_criteria, *cfg.kaism.position_criteria, *cfg.composite.criteria]:
+        criterion_score(d, c)
+
+
+CRITERIA_COLUMNS = ("score", "component", "reads", "weight_share", "direction", "missing")
+
+
+def _builtins(cfg: TierConfig) -> list[tuple[str, str, str, float, str]]:
+    """(score, component, what it reads, weight, direction) of every built-in component."""
+    k, c, hist = cfg.kaism, cfg.composite, cfg.history_column
+    growth = "first present of " + ", ".join(cfg.growth_columns)
+    credit = "credit health: " + ", ".join(CREDIT_COLUMNS) + " (needs invoices)"
+    up, down = "higher_is_better", "lower_is_better"
+    return [
+        ("KAISM attractiveness", "value", f"expected_value, else {hist}", k.value_weight, up),
+        ("KAISM attractiveness", "growth", growth, k.growth_weight, up),
+        ("KAISM attractiveness", "margin", "margin_rate (needs a cost column)", k.margin_weight, up),
+        ("KAISM attractiveness", "potential", POTENTIAL_COLUMN, k.potential_weight, up),
+        ("KAISM position", "retention", "1 - churn_probability, else spend_90d / spend_prior_90d",
+         k.retention_weight, up),
+        ("KAISM position", "tenure", "tenure_days", k.tenure_weight, up),
+        ("KAISM position", "credit", credit, k.credit_weight, down),
+        ("composite score", "order amount", hist, c.order_amount_weight, up),
+        ("composite score", "profit", "margin_total (needs a cost column)", c.profit_weight, up),
+        ("composite score", "credit", credit, c.credit_weight, down),
+        ("composite score", "growth", growth, c.growth_weight, up),
+        ("composite score", "predicted value", "expected_value", c.predicted_value_weight, up),
+        ("composite score", "churn risk", "churn_probability", c.churn_risk_weight, down),
+        ("composite score", "potential", POTENTIAL_COLUMN, c.potential_weight, up),
+    ]
+
+
+def criteria_in_force(cfg: TierConfig | None = None) -> pd.DataFrame:
+    """Every component with a positive weight, per score (KAISM attractiveness, KAISM position,
+    composite score): what it reads, its share of the score's configured weight, direction and
+    missing-value policy. Built-in components whose columns are absent drop out at scoring time and
+    the others' shares grow (said in `missing`)."""
+    cfg = cfg or TierConfig()
+    rows = [(sc, name, reads, w, way, "neutral; family left out when its columns are absent")
+            for sc, name, reads, w, way in _builtins(cfg)]
+    for sc, crit in (("KAISM attractiveness", cfg.kaism.attractiveness_criteria),
+                     ("KAISM position", cfg.kaism.position_criteria), ("composite score", cfg.composite.criteria)):
+        for c in crit:
+            reads = c.column + (" via " + ", ".join(f"{k}={v:g}" for k, v in c.values.items()) if c.values else "")
+            rows.append((sc, f"your criterion: {c.column}", reads, c.weight, c.direction, c.missing))
+    out = pd.DataFrame(rows, columns=CRITERIA_COLUMNS)
+    out["weight_share"] = out["weight_share"] / out.groupby("score", sort=False)["weight_share"].transform("sum")
+    return out[out["weight_share"] > 0].reset_index(drop=True)
+
+
+def _potential(d: pd.DataFrame) -> pd.Series | None:
+    return percentile_rank(d[POTENTIAL_COLUMN]) if _usable(d, POTENTIAL_COLUMN) else None
 
 
 def _history_col(d: pd.DataFrame, cfg: TierConfig) -> str:
@@ -179,7 +313,8 @@ def kaism(features: pd.DataFrame, scores: pd.DataFrame | None, cfg: TierConfig |
     attractiveness = weighted mean of percentile ranks of value (expected_value, else the history
     value), growth (first of growth_columns) and margin (margin_rate); position = weighted mean of
     percentile ranks of retention (1 - churn_probability, else spend_90d / spend_prior_90d capped),
-    tenure (tenure_days) and credit health. Absent families drop out, weights renormalise.
+    tenure (tenure_days) and credit health; plus, when configured, the peer potential on
+    attractiveness and the user criteria of each axis. Absent families drop out, weights renormalise.
     Quadrant (split s): attractiveness >= s & position >= s 'key'; >= s & < s 'develop';
     < s & >= s 'maintain'; else 'harvest'.
     """
@@ -193,11 +328,14 @@ def kaism(features: pd.DataFrame, scores: pd.DataFrame | None, cfg: TierConfig |
         "value": (k.value_weight, percentile_rank(d[value]) if value else None),
         "growth": (k.growth_weight, percentile_rank(d[growth]) if growth else None),
         "margin": (k.margin_weight, percentile_rank(d["margin_rate"]) if _usable(d, "margin_rate") else None),
+        "potential": (k.potential_weight, _potential(d)),
+        **criteria_parts(d, k.attractiveness_criteria),
     }, d.index, "attractiveness")
     position = _weighted({
         "retention": (k.retention_weight, percentile_rank(retention) if retention is not None else None),
         "tenure": (k.tenure_weight, percentile_rank(d["tenure_days"]) if _usable(d, "tenure_days") else None),
         "credit": (k.credit_weight, _credit_health(d)),
+        **criteria_parts(d, k.position_criteria),
     }, d.index, "position")
     hi, strong = attract >= k.split - EPS, position >= k.split - EPS
     quad = np.select([hi & strong, hi & ~strong, ~hi & strong], ["key", "develop", "maintain"], default="harvest")
@@ -209,8 +347,9 @@ def composite_score(features: pd.DataFrame, scores: pd.DataFrame | None,
                     cfg: TierConfig | None = None) -> pd.DataFrame:
     """composite_score (0-100, rounded to 6 decimals) = 100 x weighted mean of percentile ranks of
     order amount (history value), profit (margin_total), credit health, growth, predicted value
-    (expected_value) and 1 - percentile of churn_probability (churn risk enters negatively); absent
-    components drop out, weights renormalise. composite_tier: first band whose min_score the score
+    (expected_value) and 1 - percentile of churn_probability (churn risk enters negatively), plus
+    the peer potential and the user criteria when configured; absent components drop out, weights
+    renormalise. composite_tier: first band whose min_score the score
     reaches, else `rest`. (Percentile ranks, not min-max: one outlier cannot squash everyone else.)
     """
     cfg = cfg or TierConfig()
@@ -226,6 +365,8 @@ def composite_score(features: pd.DataFrame, scores: pd.DataFrame | None,
                             percentile_rank(d["expected_value"]) if _usable(d, "expected_value") else None),
         "churn_risk": (c.churn_risk_weight,
                        1 - percentile_rank(d["churn_probability"]) if _usable(d, "churn_probability") else None),
+        "potential": (c.potential_weight, _potential(d)),
+        **criteria_parts(d, c.criteria),
     }, d.index, "composite score")
     score = (100 * s).round(6)
     tier = np.full(len(score), c.rest, dtype=object)
@@ -246,17 +387,34 @@ def data_flag(features: pd.DataFrame, *, min_purchases: int = 2, min_tenure_days
                      dtype="str")
 
 
+def large_headroom(headroom: pd.Series, potential: pd.Series, actions: ActionConfig | None = None) -> pd.Series:
+    """True where the headroom is large: at least actions.develop_min_headroom_share of the
+    potential AND at a percentile rank among accounts of at least develop_min_headroom_rank (so
+    both a small account far below its peers and a big gap in money are needed)."""
+    actions = actions or ActionConfig()
+    h = pd.to_numeric(headroom, errors="coerce").astype("float64")
+    pot = pd.to_numeric(potential.reindex(h.index), errors="coerce").astype("float64")
+    if actions.develop_min_headroom_share is None:
+        return pd.Series(False, index=h.index)
+    share_ok = (h >= actions.develop_min_headroom_share * pot - EPS) & (h > 0)
+    return share_ok & (percentile_rank(h) >= actions.develop_min_headroom_rank - EPS) & h.notna()
+
+
 def recommended_action(quadrant: pd.Series, segment: pd.Series, *, churn_probability: pd.Series | None = None,
-                       flag: pd.Series | None = None, actions: ActionConfig | None = None) -> pd.Series:
+                       flag: pd.Series | None = None, actions: ActionConfig | None = None,
+                       develop: pd.Series | None = None) -> pd.Series:
     """First matching override (RFM segment in its list and, when churn scores exist for the account,
     churn_probability >= its min_churn_probability), else actions.insufficient_history for flagged
-    accounts, else the action of the KAISM quadrant."""
+    accounts, else actions.develop where `develop` (large headroom, see large_headroom) is True,
+    else the action of the KAISM quadrant."""
     actions = actions or ActionConfig()
     idx = quadrant.index
     seg = segment.reindex(idx).astype("str").to_numpy()
     churn = (churn_probability.reindex(idx).to_numpy(dtype="float64", na_value=np.nan)
              if churn_probability is not None else np.full(len(idx), np.nan))
     out = quadrant.astype("str").map(actions.by_quadrant).to_numpy(dtype=object)
+    if develop is not None:
+        out = np.where(develop.reindex(idx, fill_value=False).to_numpy(dtype=bool), actions.develop, out)
     if flag is not None:
         out = np.where(flag.reindex(idx).to_numpy(dtype=object) == INSUFFICIENT, actions.insufficient_history, out)
     for o in reversed(actions.overrides):
@@ -272,7 +430,8 @@ def assign_tiers(features: pd.DataFrame, scores: pd.DataFrame | None = None,
     """All tiers per customer (index of `features`): abc_history, abc_predicted, pyramid,
     rfm_segment, attractiveness, position, kaism_quadrant, composite_score, composite_tier,
     data_flag, recommended_action, lifecycle_stage. Works with features only (scores None or
-    lacking columns) and without invoices / cost columns. Accounts with insufficient history are
+    lacking columns) and without invoices / cost columns. With the peer potential columns
+    (features.potential) present, large headroom recommends actions.develop. Accounts with insufficient history are
     still scored; their composite_tier is 'insufficient history'. Without expected_value (no
     scores) abc_predicted is missing (NA)."""
     cfg = cfg or TierConfig()
@@ -288,10 +447,12 @@ def assign_tiers(features: pd.DataFrame, scores: pd.DataFrame | None = None,
     out = out.join(kaism(d, None, cfg)).join(composite_score(d, None, cfg))
     out["data_flag"] = data_flag(d, min_purchases=cfg.min_purchases, min_tenure_days=cfg.min_tenure_days)
     out["composite_tier"] = out["composite_tier"].where(out["data_flag"] != INSUFFICIENT, INSUFFICIENT)
+    develop = (large_headroom(d[HEADROOM_COLUMN], d[POTENTIAL_COLUMN], cfg.actions)
+               if _usable(d, HEADROOM_COLUMN) and POTENTIAL_COLUMN in d.columns else None)
     out["recommended_action"] = recommended_action(
         out["kaism_quadrant"], out["rfm_segment"],
         churn_probability=d["churn_probability"] if "churn_probability" in d.columns else None,
-        flag=out["data_flag"], actions=cfg.actions)
+        flag=out["data_flag"], actions=cfg.actions, develop=develop)
     out["lifecycle_stage"] = (d["lifecycle_stage"] if "lifecycle_stage" in d.columns
                               else pd.Series(pd.NA, index=d.index, dtype="str"))
     return out[list(OUTPUT_COLUMNS)]

@@ -29,16 +29,17 @@ import sys
 import tempfile
 import traceback
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
 from keyaccounts.errors import InputError
 from keyaccounts.explain import reference_points
+from keyaccounts.sql import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ class TrainedModel:
     validation: tuple[pd.DataFrame, pd.Series] | None = None  # X_val, y_val for gating
     primary_metric: str = "roc_auc"
     greater_is_better: bool = True
+    # (promote, reason) decided by training itself, e.g. a challenger that lost to its own
+    # baseline on the validation fold (held back), or the baseline registered in its place
+    gate_decision: tuple[bool, str] | None = None
 
     @property
     def name(self) -> str:
@@ -171,6 +175,7 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, str]:
                             for x in (sorted(v, key=str) if isinstance(v, set) else v)], default=str)
         else:
             s = str(v)
+        s = redact_url(s)  # a database URL among the params keeps its password out of MLflow
         if len(s) > _PARAM_MAX:
             s = s[: _PARAM_MAX - 20] + f"...(+{len(s) - _PARAM_MAX + 20} chars)"
         out[key[:250]] = s
@@ -236,6 +241,62 @@ def _pip_requirements(model: Any) -> list[str]:
             with contextlib.suppress(md.PackageNotFoundError):
                 reqs.add(f"{dist}=={md.version(dist)}")
     return sorted(reqs)
+
+
+def sqlite_store_problem(uri: str, timeout_s: float = 2.0) -> str | None:
+    """Why a SQLite tracking store cannot serve (None when it can, or the URI is not SQLite),
+    found in well under a second with the sqlite3 module: MLflow retries a file it cannot open
+    for about 100 s before it says so, and dumps SQL for one that is not a database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    import sqlite3
+
+    db = Path(uri[len("sqlite:///"):])
+    if db.exists() and not db.is_file():
+        return "the database path is not a regular file"
+    try:
+        con = sqlite3.connect(f"file:{db.as_posix()}?mode=rwc", uri=True, timeout=timeout_s)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return f"cannot open it as an SQLite database ({type(e).__name__}: {e})"
+    return None
+
+
+def _package_requirements() -> list[str]:
+    """keyaccounts' own core requirements (no extras), pinned to the installed versions, plus
+    cloudpickle: what the scorer's fresh virtualenv installs (keyaccounts itself travels as
+    code_paths)."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = md.requires("keyaccounts") or []
+    except md.PackageNotFoundError:  # run from a source tree: the model modules' pins only
+        return _pip_requirements(None)
+    reqs = set()
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # an extra, or another platform's spelling (xgboost vs xgboost-cpu)
+        with contextlib.suppress(md.PackageNotFoundError):
+            reqs.add(f"{req.name}=={md.version(req.name)}")
+    reqs.add(f"cloudpickle=={md.version('cloudpickle')}")
+    return sorted(reqs)
+
+
+def _scorer_signature():
+    """The scorer's params (keyaccounts.serving.PARAMS); its input is free-form raw rows."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from keyaccounts.serving import PARAMS
+
+    specs = [ParamSpec(k, "long" if isinstance(v, int) else "string", v) for k, v in PARAMS.items()]
+    return ModelSignature(params=ParamSchema(specs))
 
 
 def _sha256(path: Path) -> str:
@@ -423,6 +484,33 @@ def check_card_features(model: Any, card: dict, where: str) -> None:
                      column="feature_names", hint="re-export the champion or retrain")
 
 
+# What a card says a model is: covered, with the model's sha256, by the card's `verify` digest.
+CARD_IDENTITY = ("name", "version", "run_id", "family", "horizon_days", "feature_names", "sha256")
+
+
+def card_digest(card: dict) -> str:
+    """sha256 over the card's identity fields (canonical JSON): an edited version, family,
+    horizon or feature list no longer matches it."""
+    body = json.dumps({k: card.get(k) for k in CARD_IDENTITY}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def check_card_identity(card: dict, name: str, where: str) -> None:
+    """InputError unless the card describes the model that was asked for (`name`, i.e. family
+    and horizon) and its identity fields are those it was exported with (`verify`)."""
+    horizon = card.get("horizon_days")
+    stated = model_name(str(card.get("family")), int(horizon)) if isinstance(horizon, int) else None
+    if card.get("name") != name or stated != name:
+        raise InputError(f"the card describes '{card.get('name')}' (family {card.get('family')!r}, horizon "
+                         f"{horizon!r} days), not the requested '{name}'; not used", file=where,
+                         column="family/horizon_days", hint="re-export the champion or retrain")
+    if card.get("verify") != card_digest(card):
+        what = "has no 'verify' digest" if "verify" not in card else "was edited after export"
+        raise InputError(f"the card {what} (its version, run, family, horizon or features are not the ones "
+                         "exported with the model); not used", file=where, column="verify",
+                         hint="re-export the champion (keyaccounts train) rather than editing card.json")
+
+
 # --------------------------------------------------------------------------- tracker
 
 
@@ -499,6 +587,11 @@ class Tracker:
         seconds, without MLflow's retries (minutes against a server that is down)."""
         if self.unavailable is not None:
             raise self.unavailable
+        problem = sqlite_store_problem(self.tracking_uri)
+        if problem is not None:
+            self.unavailable = TrackingUnavailable(f"tracking store {self.tracking_uri} unavailable: {problem}",
+                                                   file=self.tracking_uri[len("sqlite:///"):], hint=_UNAVAILABLE_HINT)
+            raise self.unavailable
         quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
         saved = {k: os.environ.get(k) for k in quick}
         os.environ.update(quick)
@@ -520,14 +613,17 @@ class Tracker:
 
     @contextlib.contextmanager
     def _champion_kept_on_interrupt(self, name: str):
-        """On Ctrl-C/SIGTERM, put the `champion` alias of `name` and its exported bundle back
-        where they were (the two cannot change atomically together, so both are restored)."""
+        """On Ctrl-C/SIGTERM or any failure (a full disk or an I/O error while the bundle is
+        exported, a registry write refused), put the `champion` alias of `name` and its exported
+        bundle back where they were (the two cannot change atomically together, so both are
+        restored)."""
         before = self._champion_version(name)
         backup = _BundleBackup(self.models_dir / name)
         try:
             yield
-        except KeyboardInterrupt as e:
-            with _after_interrupt(e):
+        except BaseException as e:
+            cleanup = _after_interrupt(e) if isinstance(e, KeyboardInterrupt) else contextlib.nullcontext()
+            with cleanup:
                 try:
                     now = self._champion_version(name)
                     if (now and now.version) != (before and before.version):
@@ -700,6 +796,8 @@ class Tracker:
                     "challenger_score": challenger,
                     "champion_version": version if promoted else (champ.version if champ else "none")}
 
+        if tm.gate_decision is not None:
+            return decide(bool(tm.gate_decision[0]), str(tm.gate_decision[1]), None)
         if champ is None:
             return decide(True, "no champion yet", None)
         label = f"{tm.primary_metric} challenger v{version} vs champion v{champ.version}"
@@ -775,7 +873,8 @@ class Tracker:
         # the point linear reasons are measured from, fixed at training (explain.fix_reference)
         card["explain_reference"] = reference_points(model)
         card.update(sha256=digest["sha256"],
-                    created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                    created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        card["verify"] = card_digest(card)
         _write_atomic(folder / "card.json",
                       lambda tmp: tmp.write_text(json.dumps(card, indent=2, default=str), encoding="utf-8"))
         return folder
@@ -800,6 +899,7 @@ class Tracker:
                 file=str(model_path), hint=f"re-export the champion (Tracker.export_bundle('{name}', version)) or retrain")
         model = joblib.load(model_path)
         check_card_features(model, card, str(card_path))
+        check_card_identity(card, name, str(card_path))
         return model, card
 
     def load_champion(self, name: str, *, prefer: str = "registry") -> tuple[Any, dict]:
@@ -893,17 +993,70 @@ class Tracker:
             df.insert(1, "run_name", df.pop("tags.mlflow.runName"))
         return df.drop(columns=[c for c in ("experiment_id", "artifact_uri", "end_time") if c in df.columns])
 
+    def log_scorer(self, p, *, horizon_days: int) -> dict:
+        """Register the servable scorer (keyaccounts.serving, MLflow pyfunc `keyaccounts-scorer`)
+        around the churn and value champions of `horizon_days` and the settings of pipeline `p`,
+        with keyaccounts as code_paths and pinned requirements (loadable in a fresh virtualenv).
+        Aliases `champion` and `champion-<H>d` move to it. When the version behind
+        `champion-<H>d` already packages these champion versions and settings, nothing is
+        registered. Returns {'version', 'registered': bool, 'models': {name: version}}."""
+        # serving subclasses mlflow's PythonModel: imported here, like mlflow, to keep this module light
+        import keyaccounts
+        from keyaccounts.serving import SCORER_NAME, KeyaccountsScorer, ScorerBundle, scorer_settings
+
+        models = {n: self.load_champion(n, prefer="registry") for n in
+                  (model_name("churn", horizon_days), model_name("value", horizon_days))}
+        tags = {**{f"model.{n}": str(c.get("version")) for n, (_, c) in models.items()},
+                "horizon_days": str(horizon_days), "settings": scorer_settings(p)}
+        alias = f"{CHAMPION}-{int(horizon_days)}d"
+        with self._mlflow() as mlflow, tempfile.TemporaryDirectory() as tmp:
+            current = self._alias_version(SCORER_NAME, alias)
+            if current is not None and all((current.tags or {}).get(k) == v for k, v in tags.items()):
+                return {"version": str(current.version), "registered": False,
+                        "models": {n: str(c.get("version")) for n, (_, c) in models.items()}}
+            bundle = ScorerBundle(models, p).save(Path(tmp) / "bundle")
+            # the pickle-trust and input-example notes repeat on every training; the README says it once
+            logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+            with warnings.catch_warnings(), mlflow.start_run(experiment_id=self._experiment_id(SCORER_NAME),
+                                  run_name=f"scorer-{horizon_days}d") as run, _killed_on_interrupt(mlflow):
+                warnings.simplefilter("ignore", UserWarning)
+                mlflow.log_params(tags)
+                info = mlflow.pyfunc.log_model(
+                    name="scorer", python_model=KeyaccountsScorer(), artifacts={"bundle": str(bundle)},
+                    code_paths=[str(Path(keyaccounts.__file__).parent)], pip_requirements=_package_requirements(),
+                    signature=_scorer_signature(), registered_model_name=SCORER_NAME)
+                version = str(info.registered_model_version)
+                for k, v in {**tags, "run_id": run.info.run_id}.items():
+                    self.client.set_model_version_tag(SCORER_NAME, version, k, v)
+                for a in (CHAMPION, alias):
+                    self.client.set_registered_model_alias(SCORER_NAME, a, version)
+        return {"version": version, "registered": True,
+                "models": {n: str(c.get("version")) for n, (_, c) in models.items()}}
+
+    def _alias_version(self, name: str, alias: str):
+        """The ModelVersion of `name` behind `alias`, or None (no such model or alias)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
     def log_score_run(self, *, as_of, fingerprint: str, model_versions: dict[str, str],
-                      row_counts: dict[str, int], extra_metrics: dict | None = None) -> str:
+                      row_counts: dict[str, int], extra_metrics: dict | None = None,
+                      inputs: dict[str, str] | None = None) -> str:
         """Record a scoring run in experiment 'keyaccounts-score': params as_of,
-        data_fingerprint and model.<name> = version; metrics rows.<table> and extra_metrics.
-        Returns the run id."""
+        data_fingerprint, model.<name> = version and input.<table> = its file or query
+        (passwords redacted); metrics rows.<table> and extra_metrics. Returns the run id."""
         as_of_s = _iso(as_of)
         metrics = {f"rows.{k}": float(v) for k, v in row_counts.items()}
         metrics.update({k: float(v) for k, v in (extra_metrics or {}).items() if v is not None})
         return self._log_run(SCORE_EXPERIMENT, f"score@{as_of_s}",
                              params={"as_of": as_of_s, "data_fingerprint": fingerprint,
-                                     **{f"model.{k}": str(v) for k, v in model_versions.items()}},
+                                     **{f"model.{k}": str(v) for k, v in model_versions.items()},
+                                     **{f"input.{k}": str(v)[:500] for k, v in (inputs or {}).items()}},
                              metrics=metrics, tags={"data_fingerprint": fingerprint, "as_of": as_of_s})
 
     def log_forecast_run(self, *, kind: str, as_of, params: dict, metrics: dict[str, float]) -> str:
@@ -923,9 +1076,15 @@ class Tracker:
         with self._mlflow() as mlflow:
             exp_id = self._experiment_id(experiment)
             with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run, _killed_on_interrupt(mlflow):
-                mlflow.log_params(params)
+                mlflow.log_params({k: redact_url(v) for k, v in params.items()})
                 if tags:
                     mlflow.set_tags(tags)
                 if metrics:
                     mlflow.log_metrics(metrics)
                 return run.info.run_id
+
+
+def tracker_for(p, params: dict[str, Any]) -> Tracker:
+    """The Tracker of a pipeline step: the step's tracking_uri/models_dir over the pipeline's."""
+    return Tracker(params.get("tracking_uri") or p.tracking_uri, models_dir=params.get("models_dir", "models"),
+                   promote_tolerance=p.train.promote_tolerance)

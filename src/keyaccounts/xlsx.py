@@ -30,6 +30,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from .columns import TIER_COLUMNS, ColumnInfo, column_info, horizon_words, is_reason_column, tier_meanings
 from .config import ReportConfig
+from .tiers import criteria_in_force
 
 READ_ME = "Read me"
 LIST_SHEETS = {"accounts": "Accounts", "deals": "Deals"}
@@ -238,7 +239,7 @@ def fit_row_heights(ws: Worksheet, frame: pd.DataFrame, infos: list[ColumnInfo],
         return
     texts = [frame.iloc[:, j].tolist() for j in wrap]
     for i in range(len(frame)):
-        lines = max(wrapped_lines(t[i], widths[j]) for t, j in zip(texts, wrap))
+        lines = max(wrapped_lines(t[i], widths[j]) for t, j in zip(texts, wrap, strict=False))
         if lines > 1:
             ws.row_dimensions[i + 2].height = ROW_HEIGHT_PT * lines
 
@@ -362,9 +363,17 @@ def tier_rows(sheets: dict[str, pd.DataFrame], infos: dict, meta: dict) -> list[
     return rows
 
 
+def criteria_rows(meta: dict) -> list[tuple[str, str, str, str]]:
+    """(score, component, what it reads with direction and missing policy, share of the score's
+    weight) for every component of the tier settings in force (tiers.criteria_in_force)."""
+    way = {"higher_is_better": "higher is better", "lower_is_better": "lower is better"}
+    return [(r.score, r.component, f"{r.reads}; {way[r.direction]}; missing: {r.missing}", f"{r.weight_share:.0%}")
+            for r in criteria_in_force(meta.get("tiers")).itertuples(index=False)]
+
+
 def lines_height(values, widths) -> float:
     """Row height (points) for the tallest wrapped text of a row."""
-    return ROW_HEIGHT_PT * max((wrapped_lines(v, w) for v, w in zip(values, widths) if isinstance(v, str)),
+    return ROW_HEIGHT_PT * max((wrapped_lines(v, w) for v, w in zip(values, widths, strict=False) if isinstance(v, str)),
                                default=1)
 
 
@@ -411,5 +420,8 @@ def write_read_me(ws: Worksheet, sheets: dict[str, pd.DataFrame], infos: dict, m
     row = table(ws, row + 1, "Columns", ("Column", "Name in CSV / Parquet", "What it means"), columns)
     tiers = tier_rows(sheets, infos, meta)
     if tiers:
-        table(ws, row, "Tier values", ("Column", "Value", "What it means", "Rows in this file"), tiers)
+        row = table(ws, row, "Tier values", ("Column", "Value", "What it means", "Rows in this file"), tiers)
+    if list_kind == "accounts":
+        table(ws, row, "Criteria in force", ("Score", "Component", "What it reads; direction; missing values",
+                                             "Share of weight"), criteria_rows(meta))
     ws.sheet_view.showGridLines = False

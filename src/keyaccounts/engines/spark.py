@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .. import io
 from ..config import FeatureConfig, InputSpec, Pipeline, QualityConfig
 from ..errors import InputError
-from ..features._arrays import as_of_day
+from ..features.arrays import as_of_day
 from ..features.lifecycle import STAGES
 from ..features.registry import feature_columns as registry_columns
 from ..quality import QualityReport
+from ..schemas import SPECS, suggest_column
 from . import spark_unavailable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,13 +45,13 @@ _PANDAS3_WARNING = "PySpark does not yet fully support"
 SPARK_TABLES = ("transactions", "customers", "invoices")
 
 
-def _quiet() -> None:
+def quiet_spark_logs() -> None:
     # pyspark 4.x warns on every pandas conversion under pandas 3; the conversions we use work.
     warnings.filterwarnings("ignore", message=_PANDAS3_WARNING, category=FutureWarning)
 
 
 def spark_session(master: str | None = None, *, shuffle_partitions: int | None = None,
-                  conf: dict[str, str] | None = None, app_name: str = "keyaccounts") -> "SparkSession":
+                  conf: dict[str, str] | None = None, app_name: str = "keyaccounts") -> SparkSession:
     """Get or create the SparkSession: master = `master` > $SPARK_MASTER > local[*].
 
     Sets PYSPARK_PYTHON (workers run this interpreter) and, for local masters,
@@ -68,7 +70,7 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers inherit this: the pandas-3 notice would repeat on every task otherwise.
     os.environ.setdefault("PYTHONWARNINGS", f"ignore:{_PANDAS3_WARNING}:FutureWarning")
-    _quiet()
+    quiet_spark_logs()
     from pyspark.sql import SparkSession
 
     b = (SparkSession.builder.master(master).appName(app_name)
@@ -92,13 +94,13 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
     return spark
 
 
-def session_for(p: Pipeline, master: str | None = None) -> "SparkSession":
+def session_for(p: Pipeline, master: str | None = None) -> SparkSession:
     """spark_session from the pipeline's engine settings (`master` overrides them)."""
     e = p.engine
     return spark_session(master or e.spark_master, shuffle_partitions=e.shuffle_partitions, conf=e.spark_conf)
 
 
-def spark_cores(spark: "SparkSession") -> int:
+def spark_cores(spark: SparkSession) -> int:
     """Task slots Spark has (defaultParallelism): the cap for xgboost.spark num_workers."""
     return max(int(spark.sparkContext.defaultParallelism), 1)
 
@@ -110,7 +112,7 @@ def _is_uri(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def read_source(spark: "SparkSession", path: str, spec: InputSpec | None = None) -> "DataFrame":
+def read_source(spark: SparkSession, path: str, spec: InputSpec | None = None) -> DataFrame:
     """A raw Spark DataFrame from a path or URI (Parquet file/folder, CSV/TSV/TXT[.gz]) or
     `table:NAME` (a catalog table). Excel is not read by Spark: convert it to Parquet/CSV."""
     read = spec.read if spec else None
@@ -143,7 +145,7 @@ def read_source(spark: "SparkSession", path: str, spec: InputSpec | None = None)
                          file=path) from None
 
 
-def _read_parquet(spark: "SparkSession", path: str) -> "DataFrame":
+def _read_parquet(spark: SparkSession, path: str) -> DataFrame:
     """Parquet; nanosecond timestamps (pandas' default) arrive as longs (the session sets
     spark.sql.legacy.parquet.nanosAsLong) and are converted to timestamps here, the columns
     found from the Parquet schema via pyarrow (when pyarrow can open the path)."""
@@ -170,14 +172,14 @@ def _strftime_to_spark(fmt: str) -> str:
     return out
 
 
-def _id_col(c: "Column") -> "Column":
+def _id_col(c: Column) -> Column:
     from pyspark.sql import functions as F
     s = F.trim(c.cast("string"))
     s = F.regexp_replace(s, r"^(-?\d+)\.0+$", "$1")  # 12.0 -> 12, as the pandas loader does
     return F.when(s == "", None).otherwise(s)
 
 
-def _date_col(c: "Column", dtype: str, fmt: str | None) -> "Column":
+def _date_col(c: Column, dtype: str, fmt: str | None) -> Column:
     from pyspark.sql import functions as F
     if dtype.startswith(("timestamp", "date")):
         return c.cast("timestamp")
@@ -187,7 +189,7 @@ def _date_col(c: "Column", dtype: str, fmt: str | None) -> "Column":
     return s.try_cast("timestamp")
 
 
-def _number_col(c: "Column", dtype: str) -> "Column":
+def _number_col(c: Column, dtype: str) -> Column:
     from pyspark.sql import functions as F
     if dtype in ("double", "float", "int", "bigint", "smallint", "tinyint") or dtype.startswith("decimal"):
         return c.cast("double")
@@ -197,18 +199,18 @@ def _number_col(c: "Column", dtype: str) -> "Column":
     return F.when(neg, -v).otherwise(v)
 
 
-def _blank(c: "Column") -> "Column":
+def _blank(c: Column) -> Column:
     from pyspark.sql import functions as F
     return c.isNull() | (F.trim(c.cast("string")) == "")
 
 
-def _bad_rows(df: "DataFrame", cond: "Column", cols: list[str]) -> pd.DataFrame:
+def _bad_rows(df: DataFrame, cond: Column, cols: list[str]) -> pd.DataFrame:
     return df.where(cond).select(*cols).limit(5).toPandas()
 
 
-def canonical_table(raw: "DataFrame", name: str, *, file: str, mapping: dict[str, str] | None = None,
+def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, str] | None = None,
                     quality: QualityConfig | None = None, date_format: str | None = None
-                    ) -> tuple["DataFrame", QualityReport]:
+                    ) -> tuple[DataFrame, QualityReport]:
     """The Spark counterpart of schemas.prepare_table for transactions, customers and invoices:
     rename mapped columns, normalise ids to strings, parse dates and numbers, then the
     messy-data policy: blank required id/date/amount rows and a few unparsable values
@@ -218,7 +220,7 @@ def canonical_table(raw: "DataFrame", name: str, *, file: str, mapping: dict[str
     file, the column and up to 5 rows). Not done here (local engine only): encoding/delimiter
     sniffing, Excel, mixed-date-format detection."""
     from pyspark.sql import functions as F
-    from ..schemas import SPECS, suggest_column
+
 
     if name not in SPARK_TABLES:
         raise InputError(f"the Spark engine reads transactions, customers and invoices, not {name}",
@@ -312,24 +314,26 @@ def canonical_table(raw: "DataFrame", name: str, *, file: str, mapping: dict[str
 class SparkTables:
     """Canonical Spark DataFrames (see canonical_table). Only transactions is required."""
 
-    transactions: "DataFrame"
-    customers: "DataFrame | None" = None
-    invoices: "DataFrame | None" = None
+    transactions: DataFrame
+    customers: DataFrame | None = None
+    invoices: DataFrame | None = None
     reports: list[QualityReport] = field(default_factory=list)
 
 
-def load_spark_tables(spark: "SparkSession", p: Pipeline, *, loose_columns: dict[str, str] | None = None
+def load_spark_tables(spark: SparkSession, p: Pipeline, *, loose_columns: dict[str, str] | None = None
                       ) -> SparkTables:
     """Read and canonicalise the pipeline's transactions/customers/invoices with Spark
     (opportunities and stage history are refused: deal work stays on the local engine)."""
     if "transactions" not in p.inputs:
         raise InputError("a transactions file is required (--transactions or inputs.transactions)")
-    from ..schemas import SPECS
     frames, reports, used = {}, [], set()
     for name in SPARK_TABLES:
         spec = p.inputs.get(name)
         if spec is None:
             continue
+        if spec.sql is not None:
+            raise InputError("SQL inputs are read by the local engine only", file=spec.source,
+                             hint="drop --engine spark / engine.name spark, or give Spark a table (table:NAME) or files")
         raw = read_source(spark, spec.path, spec)
         loose = {k: v for k, v in (loose_columns or {}).items() if v in raw.columns and k in SPECS[name].all_columns}
         used |= set(loose)
@@ -348,18 +352,18 @@ def load_spark_tables(spark: "SparkSession", p: Pipeline, *, loose_columns: dict
 # --------------------------------------------------------------------------- features
 
 
-def _day(c: "Column") -> "Column":
+def day_number(c: Column) -> Column:
     from pyspark.sql import functions as F
     return F.datediff(F.to_date(c), F.lit("1970-01-01").cast("date")).cast("long")
 
 
-def _ratio(num: "Column", den: "Column") -> "Column":
+def _ratio(num: Column, den: Column) -> Column:
     """num / den, null where den <= 0 or undefined (ANSI-safe: no division by zero)."""
     from pyspark.sql import functions as F
     return F.when(den > 0, num.cast("double") / den.cast("double"))
 
 
-def _quintile(df: "DataFrame", col: str, out: str, *, higher_is_better: bool) -> "DataFrame":
+def _quintile(df: DataFrame, col: str, out: str, *, higher_is_better: bool) -> DataFrame:
     """Exact 1 + floor(5 * (# strictly worse) / n); null counts as the worst value."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -373,12 +377,12 @@ def _quintile(df: "DataFrame", col: str, out: str, *, higher_is_better: bool) ->
     return df.withColumn("_k", key).join(counts, "_k", "left").drop("_k")
 
 
-def _txn_features(t: "DataFrame", *, d0: int, cfg: FeatureConfig, has_cost: bool) -> "DataFrame":
+def _txn_features(t: DataFrame, *, d0: int, cfg: FeatureConfig, has_cost: bool) -> DataFrame:
     """Per customer with any row before as_of: the aggregates of rfm, tenure, growth, returns,
     margin (two passes: per customer-day, then per customer)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    x = t.select("customer_id", _day(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("amount"),
+    x = t.select("customer_id", day_number(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("amount"),
                  *([F.col("cost").cast("double").alias("cost")] if has_cost else []))
     x = x.where(F.col("day") < d0)
     a = F.col("amount")
@@ -415,11 +419,11 @@ def _txn_features(t: "DataFrame", *, d0: int, cfg: FeatureConfig, has_cost: bool
     return g.groupBy("customer_id").agg(*aggs).withColumn("_seen", F.lit(True))
 
 
-def _credit(inv: "DataFrame", customers: "DataFrame | None", *, d0: int, threshold: int) -> "DataFrame":
+def _credit(inv: DataFrame, customers: DataFrame | None, *, d0: int, threshold: int) -> DataFrame:
     from pyspark.sql import functions as F
-    i = inv.select("customer_id", _day(F.col("issue_date")).alias("issue"), _day(F.col("due_date")).alias("due"),
+    i = inv.select("customer_id", day_number(F.col("issue_date")).alias("issue"), day_number(F.col("due_date")).alias("due"),
                    F.col("amount").cast("double").alias("amount"),
-                   (_day(F.col("paid_date")) if "paid_date" in inv.columns else F.lit(None).cast("long")).alias("paid_day"))
+                   (day_number(F.col("paid_date")) if "paid_date" in inv.columns else F.lit(None).cast("long")).alias("paid_day"))
     i = i.where(F.col("issue") < d0)
     paid = F.col("paid_day").isNotNull() & (F.col("paid_day") < d0)
     due = F.col("due")
@@ -451,7 +455,7 @@ def feature_columns(cfg: FeatureConfig, *, has_cost: bool, has_invoices: bool) -
     return registry_columns(cfg, has_cost=has_cost, has_invoices=has_invoices)
 
 
-def spark_features(tables: SparkTables, *, as_of, config: FeatureConfig | None = None) -> "DataFrame":
+def spark_features(tables: SparkTables, *, as_of, config: FeatureConfig | None = None) -> DataFrame:
     """build_features on Spark: one row per customer (customer_id + feature_columns), same
     population and semantics (see module docstring). The per-customer aggregates are computed
 and cached (persisted) here; the rest is lazy."""
@@ -463,7 +467,7 @@ and cached (persisted) here; the rest is lazy."""
     has_cost = "cost" in t.columns
     agg = _txn_features(t, d0=d0, cfg=cfg, has_cost=has_cost)
     if cust is not None and "signup_date" in cust.columns:
-        sd = _day(F.col("signup_date"))
+        sd = day_number(F.col("signup_date"))
         signup = (cust.where(F.col("signup_date").isNotNull() & (sd < d0))
                   .groupBy("customer_id").agg(F.min(sd).alias("_signup")))
         f = agg.join(signup, "customer_id", "full_outer")
@@ -534,10 +538,10 @@ and cached (persisted) here; the rest is lazy."""
     return out.select("customer_id", *feature_columns(cfg, has_cost=has_cost, has_invoices=has_inv))
 
 
-def to_feature_frame(sdf: "DataFrame") -> pd.DataFrame:
+def to_feature_frame(sdf: DataFrame) -> pd.DataFrame:
     """Collect a spark_features frame as build_features returns it: indexed by customer_id
     (sorted, str), integer counts int64, NaN for missing, lifecycle_stage categorical."""
-    _quiet()
+    quiet_spark_logs()
     pdf = sdf.toPandas()
     pdf.index = pd.Index(pdf.pop("customer_id").astype("str"), name="customer_id")
     pdf = pdf.sort_index()
@@ -558,14 +562,13 @@ def as_feature_dtypes(pdf: pd.DataFrame) -> pd.DataFrame:
     return pdf
 
 
-def write_spark_output(sdf: "DataFrame", path: str | Path, *, partition_by: list[str] | None = None,
+def write_spark_output(sdf: DataFrame, path: str | Path, *, partition_by: list[str] | None = None,
                        meta: dict | None = None) -> str:
     """Write a Spark frame: `.parquet` (or no suffix, or a URI) -> a Parquet folder written by
     the executors (partitioned by `partition_by`), local folders atomically (temp folder, then
     rename via io); anything else (.csv, .xlsx) is collected and written by io.write_frame
     (`meta`: what an Excel list's Read me sheet says, see keyaccounts.xlsx)."""
-    from .. import io
-    _quiet()
+    quiet_spark_logs()
     p = str(path)
     low = p.lower()
     if _is_uri(p):

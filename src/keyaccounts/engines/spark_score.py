@@ -29,7 +29,13 @@ import pandas as pd
 
 from ..config import Pipeline
 from ..errors import InputError
-from .spark import SparkTables, _quiet, as_feature_dtypes, spark_features, write_spark_output
+from ..explain import contributions, top_reasons
+from ..features.arrays import as_of_day
+from ..score import CONTEXT, keep_top, load_champion, parse_reasons, rank_rows, reason_rows, tier_counts
+from ..tiers import CREDIT_COLUMNS, assign_tiers, criteria_columns, uses_potential
+from ..tracking import model_name
+from ..train import btyd_from_summary
+from .spark import SparkTables, as_feature_dtypes, day_number, quiet_spark_logs, spark_features, write_spark_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -39,7 +45,6 @@ REASON_COLUMNS = ("churn_reasons_up", "churn_reasons_down", "value_reasons_up", 
 
 def tier_inputs(columns, p: Pipeline) -> list[str]:
     """Feature columns tiers.assign_tiers reads (those present)."""
-    from ..tiers import CREDIT_COLUMNS
     want = [p.tiers.history_column, *p.tiers.growth_columns, "margin_rate", "margin_total", *CREDIT_COLUMNS,
             "spend_90d", "spend_prior_90d", "spend_365d", "tenure_days", "frequency", "r_score", "f_score",
             "m_score", "lifecycle_stage"]
@@ -66,7 +71,7 @@ BTYD_COLUMNS = ("p_alive", "expected_purchases", "btyd_value")
 _BTYD_SUMMARY = ("frequency", "recency", "T", "monetary_value")
 
 
-def spark_btyd_summary(txns: "DataFrame", *, as_of, time_unit_days: float = 7.0) -> "DataFrame":
+def spark_btyd_summary(txns: DataFrame, *, as_of, time_unit_days: float = 7.0) -> DataFrame:
     """models.btyd.btyd_summary on Spark: per customer with a purchase day (a row with amount
     > 0) before as_of, frequency x = purchase days - 1, recency t_x = last - first purchase
     day, T = as_of - first purchase day (in time units), monetary_value = mean net spend of
@@ -74,10 +79,8 @@ def spark_btyd_summary(txns: "DataFrame", *, as_of, time_unit_days: float = 7.0)
     customer reach the driver, where BG/NBD and Gamma-Gamma are fitted."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    from .spark import _day
-    from ..features._arrays import as_of_day
     d0 = as_of_day(as_of)
-    x = txns.select("customer_id", _day(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
+    x = txns.select("customer_id", day_number(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
     g = (x.where(F.col("day") < d0).groupBy("customer_id", "day")
          .agg(F.sum("a").alias("amt"), F.max((F.col("a") > 0).cast("long")).alias("pos")))
     buy = F.when(F.col("pos") == 1, F.col("day"))
@@ -108,7 +111,6 @@ def _predict_fn(churn, value, churn_cols, value_cols, horizon_days: int):
 
 
 def _reasons_fn(models: dict, cols: dict, out_cols: list[str], fcols: list[str], explain_col: str):
-    from ..explain import contributions, top_reasons
 
     def reasons(batches):
         for b in batches:
@@ -131,18 +133,14 @@ def _reasons_fn(models: dict, cols: dict, out_cols: list[str], fcols: list[str],
     return reasons
 
 
-def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, out, prefer: str = "registry",
+def spark_score(spark: SparkSession, tables: SparkTables, *, p: Pipeline, tracker, out, prefer: str = "registry",
                 reasons: str = "all", rank_by: str = "composite_score", by: str | None = None,
                 top: int | None = None, say=print) -> tuple[list[str], dict[str, str], dict[str, int]]:
     """Score every account on Spark and write Parquet (see module docstring). Returns (written
     paths, model versions, row counts); the run is logged to MLflow like the local one."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
-    from ..score import CONTEXT, _load, keep_top, parse_reasons, rank_rows, reason_rows, tier_counts
-    from ..tiers import assign_tiers
-    from ..tracking import model_name
-    from ..train import btyd_from_summary
-    _quiet()
+    quiet_spark_logs()
     if p.as_of is None:
         raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
     as_of, H = p.as_of, p.horizon_days
@@ -154,7 +152,7 @@ def spark_score(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, trac
     models, cols, versions = {}, {}, {}
     for fam in ("churn", "value"):
         name = model_name(fam, H)
-        model, card = _load(tracker, name, prefer)
+        model, card = load_champion(tracker, name, prefer)
         want = list(card.get("feature_names") or fcols)
         missing = [c for c in want if c not in fcols]
         if missing:
@@ -249,6 +247,10 @@ def choose_engine(p: Pipeline, what: str) -> tuple[str, str]:
     spec = p.inputs.get("transactions")
     if spec is None:
         raise InputError("a transactions file is required (--transactions or inputs.transactions)")
+    if spec.sql is not None:
+        return "local", "SQL inputs are read by the local engine"
+    if what == "scoring" and (criteria_columns(p.tiers) or uses_potential(p.tiers)):
+        return "local", "your tier criteria and the peer potential are scored by the local engine"
     n = estimate_rows(spec.path)
     limit = p.engine.spark_min_rows
     if n is not None and n < limit:

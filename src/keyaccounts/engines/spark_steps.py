@@ -8,13 +8,15 @@ Which steps run here is decided by pipeline.plan_steps (small inputs stay on the
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from ..config import Pipeline
 from ..errors import InputError
+from ..tracking import tracker_for
 
 
 class SparkInputs:
@@ -41,6 +43,7 @@ def spark_step_features(si: SparkInputs, p: Pipeline, params: dict[str, Any], sa
     """Customer features as of p.as_of to params['out'] (Parquet folder by the executors, or
     collected for CSV/Excel). Deal features (deals_out) are local-engine only: refused."""
     from pyspark.sql import functions as F
+
     from .spark import spark_features, write_spark_output
     as_of = _as_of(p)
     if not params.get("out"):
@@ -56,12 +59,11 @@ def spark_step_features(si: SparkInputs, p: Pipeline, params: dict[str, Any], sa
 def spark_step_train(si: SparkInputs, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Churn and value with xgboost.spark (engines.spark_train), logged/registered/gated like
     the local step; the deal model is not trained here (said)."""
-    from ..pipeline import _tracker
     from .spark_train import spark_train
     _as_of(p)
     if "opportunities" in p.inputs:
         say("[yellow]deal model[/]: trained on the local engine only (deal tables are small); not retrained here")
-    tracker = _tracker(p, params)
+    tracker = tracker_for(p, params)
     tracker.check()  # before minutes of training, not after
     say(f"tracking: {tracker.tracking_uri}")
     return spark_train(si.spark, si.tables, p=p, tracker=tracker, say=say)
@@ -70,12 +72,11 @@ def spark_step_train(si: SparkInputs, p: Pipeline, params: dict[str, Any], say=p
 def spark_step_score(si: SparkInputs, p: Pipeline, params: dict[str, Any], say=print) -> list[str]:
     """Ranked accounts with the champions on Spark (engines.spark_score): Parquet partitioned
     by params['by'] (else owner/region). params as pipeline.step_score; no open-deal list."""
-    from ..pipeline import _tracker
     from .spark_score import spark_score
     _as_of(p)
     if not params.get("out"):
         raise InputError("score step needs 'out: PATH'")
-    written, _, _ = spark_score(si.spark, si.tables, p=p, tracker=_tracker(p, params), out=params["out"],
+    written, _, _ = spark_score(si.spark, si.tables, p=p, tracker=tracker_for(p, params), out=params["out"],
                                 prefer=params.get("prefer", "registry"), reasons=str(params.get("reasons", "all")),
                                 rank_by=params.get("rank_by", "composite_score"), by=params.get("by"),
                                 top=params.get("top"), say=say)

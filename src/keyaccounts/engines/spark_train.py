@@ -28,9 +28,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .. import plots
 from ..config import Pipeline
 from ..errors import InputError
-from .spark import SparkTables, _day, _quiet, as_feature_dtypes, spark_cores, spark_features
+from ..features.arrays import as_of_day
+from ..models import metrics as M
+from ..models.churn import calibrate
+from ..models.common import cross_fitted_calibration
+from ..models.value import TwoPartValue
+from ..snapshots import cutoffs
+from ..tracking import TrainedModel
+from ..train import M_rank
+from .spark import SparkTables, as_feature_dtypes, day_number, quiet_spark_logs, spark_cores, spark_features
+from .spark_score import spark_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -39,13 +49,12 @@ LABELS = ("churned", "future_value", "future_purchase_days", "naive_value")
 MIN_SPEND = 1.0  # buyers' spend floored here for the gamma fit, as models.value.DEFAULT_PARAMS
 
 
-def spark_labels(txns: "DataFrame", *, cut, horizon_days: int) -> "DataFrame":
+def spark_labels(txns: DataFrame, *, cut, horizon_days: int) -> DataFrame:
     """Per customer with rows in [cut - H, cut + H): churned, future_value, future_purchase_days
     (labels.customer_labels on Spark) and naive_value = net spend in [cut - H, cut)."""
     from pyspark.sql import functions as F
-    from ..features._arrays import as_of_day
     d0 = as_of_day(cut)
-    x = txns.select("customer_id", _day(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
+    x = txns.select("customer_id", day_number(F.col("timestamp")).alias("day"), F.col("amount").cast("double").alias("a"))
     x = x.where((F.col("day") >= d0 - horizon_days) & (F.col("day") < d0 + horizon_days))
     win = F.col("day") >= d0
     return x.groupBy("customer_id").agg(
@@ -54,7 +63,7 @@ def spark_labels(txns: "DataFrame", *, cut, horizon_days: int) -> "DataFrame":
         F.sum(F.when(~win, F.col("a")).otherwise(0.0)).alias("naive_value"))
 
 
-def spark_snapshots(tables: SparkTables, *, cuts: list[pd.Timestamp], horizon_days: int, features) -> "DataFrame":
+def spark_snapshots(tables: SparkTables, *, cuts: list[pd.Timestamp], horizon_days: int, features) -> DataFrame:
     """Stacked features + labels over the cutoffs (customers with a purchase before each)."""
     from pyspark.sql import functions as F
     parts = []
@@ -84,7 +93,7 @@ def _local_estimator(spark_model, feature_names: list[str], classifier: bool):
     return est
 
 
-def spark_two_part_value(train_df: "DataFrame", *, feature_names: list[str], common: dict, params: dict,
+def spark_two_part_value(train_df: DataFrame, *, feature_names: list[str], common: dict, params: dict,
                          min_spend: float = MIN_SPEND):
     """models.value.TwoPartValue fitted with xgboost.spark: P(buy) = P(future_value > 0) by
     SparkXGBClassifier on every row, E[spend | buy] by SparkXGBRegressor (reg:gamma, log link)
@@ -92,7 +101,6 @@ def spark_two_part_value(train_df: "DataFrame", *, feature_names: list[str], com
     so the model predicts P(buy) x E[spend | buy] >= 0 like the local value model."""
     from pyspark.sql import functions as F
     from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
-    from ..models.value import TwoPartValue
     buy = (F.col("future_value") > 0).cast("long")
     df = train_df.withColumn("_buy", buy).withColumn("_spend", F.greatest(F.col("future_value"), F.lit(min_spend)))
     n = df.agg(F.count(F.lit(1)).alias("n"), F.sum("_buy").alias("b")).first()
@@ -114,7 +122,7 @@ def spark_two_part_value(train_df: "DataFrame", *, feature_names: list[str], com
 
 
 @contextmanager
-def _no_broadcast_joins(spark: "SparkSession", p: Pipeline):
+def _no_broadcast_joins(spark: SparkSession, p: Pipeline):
     """Sort-merge joins while training (unless engine.spark_conf sets the threshold): the
     stacked snapshots are one plan with ~5 joins per cutoff, and with broadcast joins 20 cutoffs
     failed here ('Could not allocate memory to grow BytesToBytesMap', 3,000 customers, 6 GB
@@ -131,27 +139,19 @@ def _no_broadcast_joins(spark: "SparkSession", p: Pipeline):
         spark.conf.set(key, before)
 
 
-def spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
+def spark_train(spark: SparkSession, tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
     """Train churn and value on Spark, log/register/gate each through the tracker; returns the
     exported champion bundles (see module docstring)."""
     with _no_broadcast_joins(spark, p):
         return _spark_train(spark, tables, p=p, tracker=tracker, say=say)
 
 
-def _spark_train(spark: "SparkSession", tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
+def _spark_train(spark: SparkSession, tables: SparkTables, *, p: Pipeline, tracker, say=print) -> list[Path]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from xgboost.spark import SparkXGBClassifier
 
-    from .. import plots
-    from ..models import metrics as M
-    from ..models.churn import calibrate
-    from ..snapshots import cutoffs
-    from ..models.common import cross_fitted_calibration
-    from ..train import M_rank
-    from ..tracking import TrainedModel
-    from .spark_score import spark_fingerprint
-    _quiet()
+    quiet_spark_logs()
     if p.as_of is None:
         raise InputError("as_of is required: pass --as-of YYYY-MM-DD or set as_of in the pipeline")
     as_of, H, cfg = p.as_of, p.horizon_days, p.train

@@ -38,8 +38,18 @@ descending, ties by reason key (alphabetical), so the output is deterministic.
 from __future__ import annotations
 
 from ..features.registry import reason_key
-from .contributions import (BIAS, KINDS, REFERENCE_ATTR, check_additivity, contributions, fix_reference,
-                            float32_margin_error_bound, global_importance, margin, reference_points)
+from .contributions import (
+                            BIAS,
+                            KINDS,
+                            REFERENCE_ATTR,
+                            check_additivity,
+                            contributions,
+                            fix_reference,
+                            float32_margin_error_bound,
+                            global_importance,
+                            margin,
+                            reference_points,
+)
 from .phrases import REASON_PHRASES
 from .reasons import explain_accounts, select_rows, top_reasons
 

@@ -215,7 +215,7 @@ def reference_points(model) -> dict[str, dict[str, float]]:
             continue
         names = [str(c) for c in pre.get_feature_names_out()] if hasattr(pre, "get_feature_names_out") else \
             [f"x{i}" for i in range(len(ref))]
-        out[part or ""] = {n: round(float(v), 12) for n, v in zip(names, np.asarray(ref, dtype="float64"))}
+        out[part or ""] = {n: round(float(v), 12) for n, v in zip(names, np.asarray(ref, dtype="float64"), strict=False)}
     return out
 
 

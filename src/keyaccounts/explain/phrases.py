@@ -6,8 +6,8 @@ input belongs to which group is declared once, in `keyaccounts.features.registry
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -10,6 +10,7 @@ from ..features.registry import reason_key
 from .contributions import BIAS, KINDS, contributions
 from .phrases import REASON_PHRASES, UP_IS_RISK, fallback_phrase
 
+
 def _raw_getters(raw: pd.DataFrame):
     cache: dict[str, np.ndarray] = {}
 

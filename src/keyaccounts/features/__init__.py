@@ -9,8 +9,9 @@ from .deals import deals, open_at
 from .growth import growth
 from .lifecycle import lifecycle_stage
 from .margin import margin
+from .potential import potential, run_rate
 from .rfm import quintile_score, rfm
 from .tenure import tenure
 
 __all__ = ["Tables", "build_features", "credit", "returns", "deals", "open_at", "growth",
-           "lifecycle_stage", "margin", "quintile_score", "rfm", "tenure"]
+           "lifecycle_stage", "margin", "potential", "quintile_score", "run_rate", "rfm", "tenure"]

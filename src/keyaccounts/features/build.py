@@ -1,8 +1,8 @@
 """Join the feature families into one frame per customer, as of a date."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import as_of_day, day_numbers, frame, money_sum, ratio, txn_arrays
+from .arrays import as_of_day, day_numbers, frame, money_sum, ratio, txn_arrays
 
 
 def credit(invoices: pd.DataFrame, customers: pd.DataFrame | None = None, *, as_of,

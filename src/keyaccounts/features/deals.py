@@ -1,13 +1,13 @@
 """Deal features per opportunity open at a date."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..config import normalise_stage
-from ._arrays import as_of_day, day_numbers, ratio, txn_arrays
+from .arrays import as_of_day, day_numbers, ratio, txn_arrays
 
 UNKNOWN_STAGE = "unknown"
 

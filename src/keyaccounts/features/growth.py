@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import frame, purchase_days, ratio, txn_arrays
+from .arrays import frame, purchase_days, ratio, txn_arrays
 
 
 def growth(txns: pd.DataFrame, *, as_of, window_days: int = 90, slope_months: int = 12) -> pd.DataFrame:

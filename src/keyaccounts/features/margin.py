@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import frame, ratio, txn_arrays
+from .arrays import frame, ratio, txn_arrays
 
 
 def margin(txns: pd.DataFrame, *, as_of) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from ..config import FeatureConfig
 
@@ -128,7 +128,7 @@ def _pattern(spec: FeatureSpec) -> re.Pattern:
     return re.compile("^" + re.escape(spec.name).replace(re.escape("{days}"), r"(?P<days>\d+)") + "$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _exact() -> dict[str, FeatureSpec]:
     return {s.name: s for s in FEATURES if not s.windowed}
 

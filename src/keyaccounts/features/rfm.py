@@ -1,12 +1,12 @@
 """Recency, frequency, monetary value, windowed spend and RFM quintile scores."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ._arrays import as_of_day, day_numbers, frame, purchase_days, ratio, txn_arrays
+from .arrays import as_of_day, day_numbers, frame, purchase_days, ratio, txn_arrays
 
 SCORE_COLUMNS = ("r_score", "f_score", "m_score")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import day_numbers, frame, purchase_days, txn_arrays
+from .arrays import day_numbers, frame, purchase_days, txn_arrays
 from .rfm import prospects
 
 

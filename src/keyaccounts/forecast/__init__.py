@@ -7,8 +7,9 @@
     bt.rows, bt.summary
 """
 from ..config import ForecastConfig
+from .api import run_forecast
 from .backtest import BacktestResult, backtest_chart, run_backtest
-from .core import ALL, ForecastResult, NotEnoughHistory, period_table, run_forecast
+from .core import ALL, ForecastResult, NotEnoughHistory, period_table
 
 __all__ = ["ForecastConfig", "ForecastResult", "BacktestResult", "NotEnoughHistory", "run_forecast",
            "run_backtest", "backtest_chart", "period_table", "ALL"]

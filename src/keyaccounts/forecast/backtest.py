@@ -23,13 +23,15 @@ import pandas as pd
 from ..config import ForecastConfig, StageConfig
 from ..errors import InputError
 from ..models.metrics import expected_calibration_error
-from .core import ALL, NotEnoughHistory, run_forecast
+from .api import run_forecast
+from .core import ALL, NotEnoughHistory
 from .probability import DealModel, train_forecast_model
 
 METHODS = ("model", "stage_weighted", "naive")
 CALIBRATION_COLUMNS = ["bin", "p_low", "p_high", "n", "mean_probability", "observed_rate"]
 ROW_COLUMNS = ["snapshot_date", "period", "periods_ahead", "method", "forecast", "p10", "p90", "actual",
                "error", "abs_pct_error", "inside"]
+RECAL_COLUMNS = ["snapshot_date", "period", "widen", "replays", "short_history"]
 
 
 @dataclass
@@ -40,13 +42,16 @@ class BacktestResult:
     'model' brier / ece of the per-deal probabilities; skipped: snapshot dates with nothing
     closed before them (no forecast possible); calibration: reliability table (CALIBRATION_COLUMNS)
     of the per-deal probabilities that fed our forecast; deal_probabilities: one row per
-    snapshot x deal scored (snapshot_date, opportunity_id, probability, source, won)."""
+    snapshot x deal scored (snapshot_date, opportunity_id, probability, source, won);
+    recalibration: per snapshot x forecast period, the P10-P90 widening applied (widen, in
+    widths per side), the replays it rests on and whether history was short (RECAL_COLUMNS)."""
     rows: pd.DataFrame
     summary: pd.DataFrame
     skipped: list[pd.Timestamp] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     calibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS))
     deal_probabilities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recalibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RECAL_COLUMNS))
 
 
 def actual_won(opportunities: pd.DataFrame, start, end) -> float:
@@ -120,7 +125,7 @@ def run_backtest(opportunities: pd.DataFrame, *, start, end, every_days: int = 7
     if s > e:
         raise InputError("--from must be on or before --to")
     snaps = pd.date_range(s, e, freq=f"{every_days}D")
-    rows, skipped, dps = [], [], []
+    rows, skipped, dps, recal = [], [], [], []
     actual_cache: dict[str, float] = {}
     stages = list(cfg.stage_order or StageConfig().open)
     dm: DealModel | None = None
@@ -141,6 +146,9 @@ def run_backtest(opportunities: pd.DataFrame, *, start, end, every_days: int = 7
             skipped.append(snap)
             continue
         per = res.periods[res.periods["group"] == ALL].reset_index(drop=True)
+        short = set(res.info.get("recalibration_short_history", []))
+        recal += [{"snapshot_date": snap, "period": k, "widen": q, "replays": res.info["recalibration_replays"][k],
+                   "short_history": k in short} for k, q in res.info.get("recalibration_widen", {}).items()]
         if len(per) and per["period_end"].max() <= e and len(res.deals):
             d = res.deals
             dps.append(pd.DataFrame({
@@ -182,8 +190,13 @@ def run_backtest(opportunities: pd.DataFrame, *, start, end, every_days: int = 7
         notes.append(f"per-deal calibration ({len(dp)} deal-snapshots, P(won within the forecast periods)): "
                      f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f}, mean probability {dp['probability'].mean():.3f} "
                      f"vs won {dp['won'].mean():.3f}")
+    rc = pd.DataFrame(recal, columns=RECAL_COLUMNS)
+    if len(rc):
+        notes.append(f"recalibration: P10-P90 widened by {rc['widen'].mean():+.2f} widths per side on average "
+                     f"(min {rc['widen'].min():+.2f}, max {rc['widen'].max():+.2f}); short history at "
+                     f"{int(rc['short_history'].sum())} of {len(rc)} snapshot-periods")
     return BacktestResult(rows=df, summary=summary, skipped=skipped, notes=notes, calibration=cal,
-                          deal_probabilities=dp)
+                          deal_probabilities=dp, recalibration=rc)
 
 
 def backtest_chart(rows: pd.DataFrame, title: str = "forecast backtest"):

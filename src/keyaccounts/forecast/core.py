@@ -4,11 +4,14 @@ Per open deal, the path through the funnel is drawn from the censoring-aware sta
 tables (`funnel.exit_table`): from its current stage, given the days it has already spent
 there, the next exit (days, destination) is drawn; a move to another open stage starts a new
 stay there; won or lost ends the path. Deals not yet created arrive as a Poisson process at
-the rate seen in the `creation_lookback_days` before as_of, enter the funnel in the stage new
+the rate of the creation trend (`trend.creation_trend`; the flat rate of the
+`creation_lookback_days` before as_of when no trend can be fitted), enter the funnel in the stage new
 deals entered, with amounts (and group) resampled from those recent deals, and walk the same
 tables. Parameter uncertainty: the tables and the creation rate are re-estimated under
 Bayesian-bootstrap weights of the deals (`parameter_draws` times), each draw driving an equal
-share of the simulations. Everything is read strictly before as_of.
+share of the simulations. The conversion trend (`trend.conversion_trend`) shifts the
+stage-exit win odds. Everything is read strictly before as_of. The intervals here are raw:
+`api.run_forecast` recalibrates them from replays (`recalibrate`).
 """
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import ForecastConfig, StageConfig, normalise_stage
+from ..config import ForecastConfig, StageConfig
 from ..errors import InputError
-from ..features._arrays import as_of_day, day_numbers
+from ..features.arrays import as_of_day, day_numbers
 from .funnel import FunnelState, exit_tables, funnel_state, funnel_table, stage_win_rates
 from .probability import DealModel, couple, prepare_probabilities
+from .trend import ConversionTrend, conversion_trend, creation_trend, daily_rates, flat_trend
 
 ALL = "(all)"
 BY_CHOICES = ("owner", "region", "product")
@@ -141,11 +145,15 @@ def _quantiles(sims: np.ndarray) -> np.ndarray:
     return np.quantile(sims, QUANTILES, axis=0, method="inverted_cdf")
 
 
-def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFrame | None = None,
-                 customers: pd.DataFrame | None = None, period: str | None = None, periods: int | None = None,
-                 by: str | None = None, config: ForecastConfig | None = None,
-                 deal_model: DealModel | None = None) -> ForecastResult:
-    """Expected won revenue per period (and group) as of `as_of`, with P10/P50/P90, categories,
+def forecast_once(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFrame | None = None,
+                  customers: pd.DataFrame | None = None, period: str | None = None, periods: int | None = None,
+                  by: str | None = None, config: ForecastConfig | None = None,
+                  deal_model: DealModel | None = None, windows: pd.DataFrame | None = None) -> ForecastResult:
+    """The simulated forecast, before any recalibration of its intervals (`run_forecast` adds
+    that). `windows` (a `period_table`-shaped frame of day windows, the first starting at
+    as_of) replaces the calendar periods: the replays of `recalibrate` forecast the same
+    horizon from earlier dates; the naive baseline is then NaN.
+    Expected won revenue per period (and group) as of `as_of`, with P10/P50/P90, categories,
     funnel statistics and the stage-weighted and naive baselines. Pure: no I/O. Reads only rows
     dated strictly before as_of (deals created before it; outcomes closed before it; stage
     history changed before it). Raises NotEnoughHistory when no deal closed before as_of.
@@ -159,7 +167,7 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         raise InputError(f"--by must be one of {', '.join(BY_CHOICES)}, got '{by}'")
     stages = list(cfg.stage_order or StageConfig().open)
     d0 = as_of_day(as_of)
-    pt = period_table(as_of, period, periods)
+    pt = period_table(as_of, period, periods) if windows is None else windows
     end_day = int(pt["end_day"].iloc[-1])
     n_per = len(pt)
 
@@ -167,6 +175,10 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
     if not len(state.closed):
         raise NotEnoughHistory(f"no deal closed before {pd.Timestamp(as_of).date()}: win rates and "
                                "close timing cannot be learned from history before as_of")
+    if not state.closed["won"].any():
+        raise NotEnoughHistory(f"no deal won before {pd.Timestamp(as_of).date()} ({len(state.closed)} closed, all "
+                               "lost): no win can be simulated, so the forecast would be a silent zero; "
+                               "forecast from a later date")
     od = state.open_deals
     p_model, p_info = prepare_probabilities(opportunities, as_of=as_of, stage_history=stage_history, stages=stages,
                                             config=cfg, index=od.index, deal_model=deal_model)
@@ -200,6 +212,14 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
 
     sig_rate, sig_win, sig_speed = shock_scales(c_known, state, d0=d0, window_days=cfg.shock_window_days,
                                                 n_windows=cfg.shock_windows) if cfg.shocks else (0.0, 0.0, 0.0)
+    trend = creation_trend(c_known, d0=d0, window_days=cfg.shock_window_days, n_windows=cfg.trend_windows) \
+        if cfg.trend and cfg.new_pipeline else flat_trend("flat creation rate (forecast.trend: false)")
+    cl0 = state.closed
+    conv = conversion_trend(cl0["closed"].to_numpy(), cl0["won"].to_numpy(bool), d0=d0,
+                            window_days=cfg.shock_window_days, n_windows=cfg.trend_windows) if cfg.trend else \
+        ConversionTrend(0.0, 0.0, "no conversion trend (forecast.trend: false)")
+    if trend.fitted and cfg.shocks:
+        sig_rate = trend.shock_sd   # variation around the trend, not the trend itself
     rng = np.random.default_rng(cfg.seed)
     n_draws = max(cfg.parameter_draws, 1)
     per_draw = int(np.ceil(cfg.n_simulations / n_draws))
@@ -216,6 +236,10 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         tables = exit_tables(state, w)
         sl = slice(b * per_draw, (b + 1) * per_draw)
         odds_sim = np.exp(sig_win * rng.standard_normal(per_draw)) if sig_win > 0 else None
+        # the deal model already reads recent outcomes: the conversion trend moves only the stage-exit odds
+        odds_walk = odds_sim if not (conv.log_odds or conv.sd) else \
+            np.exp(conv.log_odds + conv.sd * rng.standard_normal()) * (1.0 if odds_sim is None else odds_sim) \
+            * np.ones(per_draw)
         speed_sim = np.exp(sig_speed * rng.standard_normal(per_draw) - sig_speed ** 2 / 2) if sig_speed > 0 else None
         rate_sim = np.exp(sig_rate * rng.standard_normal(per_draw) - sig_rate ** 2 / 2)
         # existing deals: (sim, deal) flattened sim-major
@@ -223,7 +247,7 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         won = _walk(tables, stage, np.tile(od["entered"].to_numpy(np.int64), per_draw),
                     np.tile(od["dwell"].to_numpy(np.int64), per_draw),
                     end_day if p_model is None else max(end_day, t_h), rng, state.won_code,
-                    cfg.max_transitions, None if odds_sim is None or p_model is not None else np.repeat(odds_sim, n_open),
+                    cfg.max_transitions, None if odds_walk is None or p_model is not None else np.repeat(odds_walk, n_open),
                     None if speed_sim is None else np.repeat(speed_sim, n_open))
         if p_model is not None and n_open:
             # the model sets P(won before t_h); the walk keeps the timing (and later wins)
@@ -239,15 +263,15 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
         # deals not yet created
         if cfg.new_pipeline and len(recent):
             wr = w[recent] if w is not None else np.ones(len(recent))
-            rate = wr.sum() / lookback
-            counts = rng.poisson(rate * rate_sim * h_days)
+            lam = daily_rates(trend, h_days=h_days, rng=rng, flat_rate=wr.sum() / lookback)
+            counts = rng.poisson(lam.sum() * rate_sim) if lam.sum() > 0 else np.zeros(per_draw, np.int64)
             m = int(counts.sum())
             if m:
                 nsim = np.repeat(np.arange(per_draw), counts)
                 pick = rng.choice(len(recent), m, p=wr / wr.sum())
-                born = d0 + np.floor(rng.random(m) * h_days).astype(np.int64)
+                born = d0 + rng.choice(h_days, m, p=lam / lam.sum()).astype(np.int64)
                 nwon = _walk(tables, entry_recent[pick], born, np.zeros(m, np.int64), end_day, rng,
-                             state.won_code, cfg.max_transitions, None if odds_sim is None else odds_sim[nsim],
+                             state.won_code, cfg.max_transitions, None if odds_walk is None else odds_walk[nsim],
                              None if speed_sim is None else speed_sim[nsim])
                 np_idx = _period_index(nwon, pt)
                 nh = np_idx >= 0
@@ -262,10 +286,13 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
     in_cur = won_cl & (cl["closed"].to_numpy() >= cur_start)
     closed_won = np.zeros(cell)
     np.add.at(closed_won, gc[in_cur] * n_per, amt_cl[in_cur])
-    prev = pd.Period(pt["period"].iloc[0], freq="Q" if period == "quarter" else "M") - 1
-    prev_s = day_numbers(pd.Series([prev.start_time.normalize()]))[0]
-    in_prev = won_cl & (cl["closed"].to_numpy() >= prev_s) & (cl["closed"].to_numpy() < cur_start)
-    naive_g = np.bincount(gc[in_prev], weights=amt_cl[in_prev], minlength=n_g)
+    if windows is None:
+        prev = pd.Period(pt["period"].iloc[0], freq="Q" if period == "quarter" else "M") - 1
+        prev_s = day_numbers(pd.Series([prev.start_time.normalize()]))[0]
+        in_prev = won_cl & (cl["closed"].to_numpy() >= prev_s) & (cl["closed"].to_numpy() < cur_start)
+        naive_g = np.bincount(gc[in_prev], weights=amt_cl[in_prev], minlength=n_g)
+    else:
+        naive_g = np.full(n_g, np.nan)
 
     # stage-weighted pipeline: historical win rate per stage x amount, in the period of the
     # expected close date (past-due or unknown: the current period); Bernoulli draws for P10/P90
@@ -361,11 +388,16 @@ def run_forecast(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataFr
                    "semi-Markov walk through the funnel" if not state.pooled else
                    "empirical created-to-close exits (Aalen-Johansen, open deals censored), one pooled stage"),
         "n_open_deals": n_open, "n_closed_before_as_of": int(len(cl)), "n_won_before_as_of": int(won_cl.sum()),
-        "creation_rate_per_day": float(len(recent) / lookback),
+        "creation_rate_per_day": float(len(recent) / lookback) if not trend.fitted else trend.level,
+        "creation_trend": trend.note if cfg.new_pipeline else "no new deals (forecast.new_pipeline: false)",
+        "creation_trend_slope_per_day2": trend.slope,
+        "conversion_trend": conv.note, "conversion_trend_log_odds": conv.log_odds,
         "n_simulations": n_sims, "parameter_draws": cfg.parameter_draws,
         "shock_sd_creation_rate": sig_rate, "shock_sd_win_log_odds": sig_win, "shock_sd_close_speed": sig_speed,
         "slip_rate": slip_rate(opportunities, as_of=as_of, period=period),
         "stage_win_rates": {k: float(v) for k, v in stage_win_rates(state).items()},
+        "funnel_note": ("one open stage: timing is created-to-close, the stage-weighted baseline is the "
+                        "overall win rate" if len(state.stages) == 1 else f"{len(state.stages)} open stages"),
         **p_info,
     }
     return ForecastResult(periods=per, funnel=funnel_table(state), deals=deals, info=info)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config import normalise_stage
 from ..errors import InputError
-from ..features._arrays import as_of_day, day_numbers
+from ..features.arrays import as_of_day, day_numbers
 
 CENSORED = -1
 
@@ -252,7 +252,7 @@ def stage_win_rates(state: FunnelState) -> pd.Series:
         if state.pooled:
             rates[name] = overall
             continue
-        went = cl["passed"].map(lambda p: isinstance(p, frozenset) and s in p).to_numpy(bool)
+        went = cl["passed"].map(lambda p, s=s: isinstance(p, frozenset) and s in p).to_numpy(bool)
         rates[name] = float(cl.loc[went, "won"].mean()) if went.any() else overall
     return pd.Series(rates, dtype="float64")
 

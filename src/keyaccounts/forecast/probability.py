@@ -22,7 +22,7 @@ import pandas as pd
 from ..config import ForecastConfig
 from ..errors import InputError
 from ..features import Tables
-from ..features._arrays import as_of_day
+from ..features.arrays import as_of_day
 
 
 @dataclass

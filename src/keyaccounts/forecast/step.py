@@ -15,26 +15,22 @@ from typing import Any
 import pandas as pd
 
 from .. import io
+from ..config import check_date
 from ..errors import InputError
+from ..outputs import sibling
+from .api import run_forecast
 from .backtest import BacktestResult, backtest_chart, run_backtest
-from .core import ForecastResult, run_forecast
-
-
-def sibling(out: Path, suffix: str, ext: str | None = None) -> Path:
-    """out with `suffix` added to its stem (and the extension `ext` when given): a.csv -> a_deals.csv."""
-    name = out.name
-    stem = name[: -len("".join(out.suffixes))] if out.suffixes else name
-    exts = "".join(out.suffixes) if ext is None else ext
-    return out.with_name(f"{stem}{suffix}{exts}")
+from .core import ForecastResult
 
 
 def _date(v, what: str) -> dt.date:
     if isinstance(v, dt.date):
         return v
     try:
-        return dt.date.fromisoformat(str(v))
+        day = dt.date.fromisoformat(str(v))
     except ValueError:
         raise InputError(f"{what} '{v}' is not a date in the form YYYY-MM-DD") from None
+    return check_date(day, what)
 
 
 def _every(v) -> int:
@@ -43,6 +39,25 @@ def _every(v) -> int:
     if not s.isdigit() or int(s) < 1:
         raise InputError(f"--every '{v}' must be a number of days such as 7d")
     return int(s)
+
+
+DEFAULT_MAX_SNAPSHOTS = 260  # five years of weekly snapshots
+
+
+def backtest_snapshots(params: dict[str, Any]) -> int:
+    """How many snapshots the backtest in `params` replays (from, to, every_days); InputError,
+    before any work, when a bound is missing or the count exceeds params['max_snapshots']."""
+    if params.get("from") is None or params.get("to") is None:
+        raise InputError("--backtest needs --from DATE and --to DATE")
+    start, end = _date(params["from"], "--from"), _date(params["to"], "--to")
+    every = _every(params.get("every_days", 7))
+    n = max(0, (end - start).days // every + 1)
+    limit = int(params.get("max_snapshots") or DEFAULT_MAX_SNAPSHOTS)
+    if n > limit:
+        raise InputError(f"the backtest would replay {n:,} snapshots ({start} .. {end} every {every} d), more "
+                         f"than --max-snapshots {limit:,}",
+                         hint="use a larger --every or a shorter --from .. --to, or raise --max-snapshots")
+    return n
 
 
 def forecast_config(p, params: dict[str, Any]):
@@ -70,11 +85,17 @@ def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
     out = Path(params["out"])
     cfg = forecast_config(p, params)
     if params.get("backtest"):
-        if params.get("from") is None or params.get("to") is None:
-            raise InputError("--backtest needs --from DATE and --to DATE")
+        n_snaps = backtest_snapshots(params)
+        say(f"backtest: {n_snaps:,} snapshots")
+        step = max(1, n_snaps // 10)
+
+        def progress(i, n, snap):  # about ten lines, however long the backtest
+            if i % step == 0:
+                say(f"snapshot {i + 1:,}/{n:,} ({snap.date()})")
         bt = run_backtest(t.opportunities, start=_date(params["from"], "--from"), end=_date(params["to"], "--to"),
                           every_days=_every(params.get("every_days", 7)), period=cfg.period,
-                          stage_history=t.stage_history, config=cfg, periods=params.get("periods"))
+                          stage_history=t.stage_history, config=cfg, periods=params.get("periods"),
+                          progress=progress)
         if not len(bt.rows):
             raise InputError("the backtest scored nothing: no snapshot had closed deals before it and a "
                              "period ending on or before --to")
@@ -98,6 +119,9 @@ def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
     written = [io.write_frame(res.periods, out, index=False),
                io.write_frame(res.funnel, sibling(out, "_funnel"), index=False),
                io.write_frame(res.deals, sibling(out, "_deals"), index=False)]
+    for key in ("creation_trend", "recalibration", "probability_note"):
+        if res.info.get(key):
+            say(f"{key.replace('_', ' ')}: {res.info[key]}")
     _track(p, params, kind="forecast", metrics=_fc_metrics(res), info=res.info, say=say)
     params["_result"] = res
     return written
@@ -110,6 +134,10 @@ def _fc_metrics(res: ForecastResult) -> dict[str, float]:
         for c in ("expected", "p10", "p90", "stage_weighted", "naive", "closed_won"):
             m[f"{c}.{r['period']}"] = float(r[c])
     m["open_deals"] = float(res.info.get("n_open_deals", 0))
+    for per, q in res.info.get("recalibration_widen", {}).items():
+        m[f"recalibration_widen.{per}"] = float(q)     # P10-P90 widening per side, in widths
+    for per, n in res.info.get("recalibration_replays", {}).items():
+        m[f"recalibration_replays.{per}"] = float(n)
     if pd.notna(res.info.get("deal_model_val_auc")):
         m["deal_model_val_auc"] = float(res.info["deal_model_val_auc"])
     return m
@@ -121,6 +149,8 @@ def _bt_metrics(bt: BacktestResult) -> dict[str, float]:
         for c in ("n", "mape", "bias", "coverage", "wape", "brier", "ece"):
             if pd.notna(r[c]):
                 m[f"{r['method']}.{c}"] = float(r[c])
+    if len(bt.recalibration):
+        m["recalibration_widen_mean"] = float(bt.recalibration["widen"].astype(float).mean())
     return m
 
 

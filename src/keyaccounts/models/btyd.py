@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from ..features._arrays import purchase_days, txn_arrays
+from ..features.arrays import purchase_days, txn_arrays
 
 
 def btyd_summary(txns: pd.DataFrame, *, as_of, time_unit_days: float = 7.0) -> pd.DataFrame:
@@ -67,7 +67,7 @@ class BGNBD:
         ll = a1 + a2 + np.logaddexp(a3, a4)
         return -(w * ll).sum() / w.sum() + self.penalizer * (np.exp(logp) ** 2).sum()
 
-    def fit(self, frequency, recency, T) -> "BGNBD":
+    def fit(self, frequency, recency, T) -> BGNBD:
         x, tx, TT = (np.asarray(v, dtype="float64") for v in (frequency, recency, T))
         uniq, w = _compress(x, tx, TT)
         args = (uniq[:, 0], uniq[:, 1], uniq[:, 2], w)
@@ -78,7 +78,7 @@ class BGNBD:
                 best = res
         if not np.isfinite(best.fun):
             raise RuntimeError("BG/NBD fit did not converge")
-        self.params_ = dict(zip(("r", "alpha", "a", "b"), np.exp(best.x)))
+        self.params_ = dict(zip(("r", "alpha", "a", "b"), np.exp(best.x), strict=False))
         self.log_likelihood_ = -best.fun * w.sum()
         self.converged_ = bool(best.success)
         return self
@@ -125,7 +125,7 @@ class GammaGamma:
               + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(x * m + g))
         return -ll.mean() + self.penalizer * (np.exp(logp) ** 2).sum()
 
-    def fit(self, frequency, monetary_value) -> "GammaGamma":
+    def fit(self, frequency, monetary_value) -> GammaGamma:
         x, m = np.asarray(frequency, float), np.asarray(monetary_value, float)
         ok = (x > 0) & (m > 0) & np.isfinite(m)
         if ok.sum() < 10:
@@ -135,7 +135,7 @@ class GammaGamma:
             res = optimize.minimize(self._nll, start, args=(x[ok], m[ok]), method="L-BFGS-B")
             if best is None or res.fun < best.fun:
                 best = res
-        self.params_ = dict(zip(("p", "q", "v"), np.exp(best.x)))
+        self.params_ = dict(zip(("p", "q", "v"), np.exp(best.x), strict=False))
         self.converged_ = bool(best.success)
         self.population_mean_ = float(np.nanmean(m[ok]))
         return self

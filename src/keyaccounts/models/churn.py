@@ -19,9 +19,10 @@ Design (benchmarks/accuracy.py; CDNOW 1997-10-01, H = 180 d)
   active-span share, BG/NBD quantities). Training cutoffs (as_of - H - k*step) can only show
   shorter histories than the customers scored at as_of; trees flatten out at the edge of the
   training range, and raw recency/tenure terms move the probability level when extrapolated.
-  On CDNOW the validation fold (latest training cutoff, short tenure) prefers XGBoost, but it
-  cannot show the deployment gap, so the default is fixed a priori to the GLM; "xgb"
-  (monotone constraints) and "blend" (soft vote) are available through params.
+  `keyaccounts train` chooses among "glm" (C = 0.1 / 1), "xgb" (monotone constraints) and
+  "blend" (soft vote) on the validation cutoff, with the candidates fitted a gap before it (as
+  deployment scores H after the newest training cutoff) and the one-SE rule favouring the
+  simpler (train.choose_churn); a fixed `estimator` in params skips the choice.
 - Calibration: `calibrate` wraps the fitted model in CalibratedClassifierCV(FrozenEstimator).
   "sigmoid" keeps the ranking (AUC) intact; "isotonic" is a step function (ties lower AUC a
   little) but more flexible.
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -39,11 +42,30 @@ from xgboost import XGBClassifier
 
 from .common import calibrate, merge_params
 from .linear import SignedLogisticRegression
-from .transformers import BTYDFeatures, ColumnSubset, NumericSelector, RatioFeatures, SignedLog1p
+from .transformers import (
+    BTYDFeatures,
+    ColumnSubset,
+    NumericSelector,
+    RatioFeatures,
+    SignedLog1p,
+)
 
-__all__ = ["DEFAULT_PARAMS", "CHURN_SIGNS", "GLM_FEATURES", "XGB_FEATURES", "XGB_MONOTONE", "feature_steps",
-           "glm_steps", "xgb_steps", "make_churn_model", "make_churn_baseline",
-           "calibrate"]
+__all__ = [
+    "CHURN_SIGNS",
+    "DEFAULT_PARAMS",
+    "GLM_FEATURES",
+    "XGB_FEATURES",
+    "XGB_MONOTONE",
+    "ProbabilityLogit",
+    "UnitLogistic",
+    "btyd_churn_model",
+    "calibrate",
+    "feature_steps",
+    "glm_steps",
+    "make_churn_baseline",
+    "make_churn_model",
+    "xgb_steps",
+]
 
 #: Inputs of the logistic part (after RatioFeatures + BTYDFeatures), sign-log transformed: only
 #: quantities that keep their meaning at any tenure (rates, shares, BG/NBD quantities). Raw
@@ -138,3 +160,49 @@ def make_churn_baseline() -> Pipeline:
     return Pipeline([("select", NumericSelector()),
                      ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                      ("scale", StandardScaler()), ("lr", LogisticRegression(max_iter=2000))])
+
+
+class ProbabilityLogit(BaseEstimator):
+    """logit of a probability column (clipped to [1e-6, 1 - 1e-6]); missing values (rows
+    BG/NBD cannot place: no purchase yet) take the training rows' mean probability."""
+
+    def fit(self, X, y=None):
+        self.fill_ = X.mean(numeric_only=True).to_dict()
+        return self
+
+    def transform(self, X):
+        p = X.fillna(self.fill_).clip(1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(list(self.fill_), dtype=object)
+
+
+class UnitLogistic(ClassifierMixin, BaseEstimator):
+    """P(1) = sigmoid(sum of the inputs): a logistic 'model' with coefficients 1 and intercept 0,
+    nothing learnt. On a logit it returns that probability, and explain reads it as a linear
+    model (one contribution per input)."""
+
+    def fit(self, X, y=None):
+        self.coef_ = np.ones((1, X.shape[1]))
+        self.intercept_ = np.zeros(1)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        z = np.asarray(X, dtype="float64") @ self.coef_.ravel() + self.intercept_[0]
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype("int64")
+
+
+def btyd_churn_model(horizon_days: float = 180.0, time_unit_days: float = 7.0) -> Pipeline:
+    """The BG/NBD baseline as a churn pipeline: P(churn) = BG/NBD's P(no purchase in the next
+    horizon_days), BG/NBD fitted on the rows given to `fit` (a feature frame; labels are not
+    needed, so it serves where the history holds no labelled snapshot). One linear reason:
+    p_no_purchase (its logit, measured from the reference that explain.fix_reference sets)."""
+    return Pipeline(feature_steps(horizon_days, time_unit_days)
+                    + [("columns", ColumnSubset(["p_no_purchase"])), ("logit", ProbabilityLogit()),
+                       ("bgnbd", UnitLogistic())])

@@ -18,14 +18,16 @@ Design
 - Overlap: with step < H a training cutoff's label window runs past the validation cutoff
   (all windows still end by as_of); deals are not identified to the model (no ids), so this
   only makes validation slightly less strict than deployment, where nothing overlaps.
-- Refusal: with fewer than MIN_WON won or MIN_LOST lost deals closed before as_of there is
-  not enough history to learn more than stage rates; the result then carries the stage-rate
+- Refusal (`enough_labels`): with fewer than MIN_WON deal snapshots won within H or MIN_LOST
+  not won within H at the cutoffs (not recorded losses: a funnel that never records one still
+  trains) there is not enough history to learn more than stage rates; the result then carries the stage-rate
   baseline as its model and says why in `refused_reason`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,13 +39,13 @@ from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBClassifier
 
 from ..features import Tables, deals
-from ..features._arrays import as_of_day, day_numbers
+from ..features.arrays import as_of_day, day_numbers
 from ..snapshots import cutoffs, deal_snapshots
 from .common import calibrate, cross_fitted_calibration
 from .metrics import classification_metrics
 
 __all__ = ["MIN_WON", "MIN_LOST", "NUMERIC_FEATURES", "STAGE_COLUMN", "LABEL", "DEFAULT_PARAMS",
-           "enough_history", "StageRateBaseline", "make_deal_model", "calibrate", "deal_frame",
+           "enough_history", "enough_labels", "StageRateBaseline", "make_deal_model", "calibrate", "deal_frame",
            "DealTrainingResult", "train_deal_model", "known_at"]
 
 MIN_WON = MIN_LOST = 40
@@ -87,6 +89,21 @@ def enough_history(opps: pd.DataFrame, *, as_of) -> tuple[bool, str]:
     return False, (f"only {won} won and {lost} lost deals closed before {day}; a deal model needs at "
                    f"least {MIN_WON} won and {MIN_LOST} lost deals of history, so deal probabilities "
                    "are the stage-rate baseline (historical win rate by stage) instead")
+
+
+def enough_labels(snaps: pd.DataFrame | None, *, as_of, horizon_days: int) -> tuple[bool, str]:
+    """Whether the training snapshots (deals open at the cut-offs before `as_of`) hold at least
+    MIN_WON deals won within the horizon and MIN_LOST not won within it. This, not recorded
+    losses, is what the model learns from: a funnel that never records a loss (unconverted
+    leads just stay open) still has deals not won within the horizon at every cut-off."""
+    won = int(snaps[LABEL].sum()) if snaps is not None and len(snaps) else 0
+    other = (len(snaps) if snaps is not None else 0) - won
+    if won >= MIN_WON and other >= MIN_LOST:
+        return True, ""
+    day = pd.Timestamp(as_of).date().isoformat()
+    return False, (f"only {won} deal snapshot(s) won within {horizon_days} days and {other} not, at the cut-offs "
+                   f"before {day}; a deal model needs at least {MIN_WON} of each, so deal probabilities are "
+                   "the stage-rate baseline (historical win rate by stage) instead")
 
 
 # ---------------------------------------------------------------- baseline
@@ -207,12 +224,11 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
                      features: Sequence[str] = NUMERIC_FEATURES) -> DealTrainingResult:
     """Train the deal model as of `as_of` from deal snapshots whose label windows end on or
     before as_of (see the module docstring). Refuses (baseline as model, `refused_reason` set)
-    with fewer than MIN_WON won / MIN_LOST lost deals closed before as_of, with too few
+    with fewer than MIN_WON won / MIN_LOST not won within H at the cutoffs, with too few
     cutoffs for a time split, or when either fold lacks won or not-won deals."""
     opps = tables.opportunities
     if opps is None:
         raise ValueError("train_deal_model needs tables.opportunities")
-    ok, reason = enough_history(opps, as_of=as_of)
     created = day_numbers(opps["created_date"])
     cuts = cutoffs(as_of=as_of, horizon_days=horizon_days, step_days=step_days, max_snapshots=max_snapshots,
                    earliest=pd.Timestamp(np.datetime64(int(created.min()), "D"))) if len(created) else []
@@ -231,6 +247,7 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
                                   refused_reason=why, X_val=None, y_val=None, feature_names=[],
                                   n_train=0 if fit_rows is None else len(fit_rows))
 
+    ok, reason = enough_labels(snaps, as_of=as_of, horizon_days=horizon_days)
     if not ok:
         return refuse(reason, snaps)
     if len(used) < n_val_cutoffs + 1:

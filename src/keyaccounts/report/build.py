@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..config import Pipeline
-from ..errors import InputError
+from ..tiers import criteria_in_force
 from . import charts, tables
 
-SECTIONS = ("Headline numbers", "Key accounts", "Tier distribution", "KAISM matrix", "Value at risk",
+SECTIONS = ("Headline numbers", "Key accounts", "Tier distribution", "KAISM matrix", "Criteria in force",
+            "Value at risk",
             "Sales funnel", "Forecast", "Model cards", "Data quality", "Drift")
 FAMILIES = ("churn", "value", "deal")
 MODEL_METRICS = {"churn": ("roc_auc", "pr_auc", "brier", "ece", "log_loss"),
@@ -140,7 +142,7 @@ def _forecast_section(loaded, p: Pipeline, as_of: dt.date, say) -> dict[str, Any
         "chart": charts.forecast_chart(periods) if len(periods) else None,
         "categories": _records(deals.groupby("category", sort=True).agg(
             deals=("opportunity_id", "size"), amount=("amount", "sum"), expected=("expected", "sum")).reset_index()),
-        "backtest": None}
+        "backtest": None, "recalibration": res.info.get("recalibration"), "trend": res.info.get("creation_trend")}
     days = p.report.backtest_days
     if days > 0:
         say("backtesting the forecast")
@@ -160,10 +162,23 @@ def _forecast_section(loaded, p: Pipeline, as_of: dt.date, say) -> dict[str, Any
     return out
 
 
+def _changes_section(accounts: pd.DataFrame, previous: pd.DataFrame, risk_high: float,
+                     per_kind: int = 10) -> dict[str, Any]:
+    """Counts per kind of change since the previous list and the first rows of each kind (the
+    rows are those of <stem>_changes.csv: keyaccounts.changes computes both)."""
+    from ..changes import compare_lists
+    ch = compare_lists(accounts, previous, risk_high=risk_high)
+    rows = ch.rows.groupby("change", sort=False, group_keys=False).head(per_kind)
+    return {"as_of_before": ch.as_of_before, "as_of_now": ch.as_of_now, "counts": ch.counts,
+            "min_move": ch.min_move, "accounts_before": ch.accounts_before, "accounts_now": ch.accounts_now,
+            "rows": _records(rows), "per_kind": per_kind}
+
+
 def build_report(loaded, p: Pipeline, *, tracker, prefer: str = "registry",
-                 progress: Callable[[str], None] | None = None) -> Report:
+                 progress: Callable[[str], None] | None = None, previous: pd.DataFrame | None = None) -> Report:
     """Score, read the model cards, forecast and render (see module docstring). Needs champion
-    churn and value models for p.horizon_days (InputError otherwise)."""
+    churn and value models for p.horizon_days (InputError otherwise). With `previous` (a list
+    validated by changes.previous_list) the report gets a "What changed" section."""
     from ..features import build_features
     from ..pipeline import require_as_of
     from ..score import score_accounts, score_deals
@@ -251,6 +266,7 @@ def build_report(loaded, p: Pipeline, *, tracker, prefer: str = "registry",
         "tiers": tier_tables, "pareto_chart": charts.pareto_chart(tables.pareto_curve(value), top20),
         "kaism_chart": charts.kaism_chart(accounts, p.tiers.kaism.split),
         "kaism_counts": _records(tables.tier_summary(accounts, "kaism_quadrant")),
+        "criteria": _records(criteria_in_force(p.tiers)),
         "risk": {"medium": cfg.risk_medium, "high": cfg.risk_high, "tiers": value_tiers, "bands": tables.RISK_BANDS,
                  "grid": {f"{k[0]}|{k[1]}": v for k, v in grid.items()},
                  "chart": charts.risk_value_chart(accounts, medium=cfg.risk_medium, high=cfg.risk_high),
@@ -261,5 +277,8 @@ def build_report(loaded, p: Pipeline, *, tracker, prefer: str = "registry",
                                                         "model cards need the MLflow registry",
         "quality": quality, "drift": drift, "psi_threshold": cfg.psi_threshold,
     }
+    if previous is not None:
+        context["changes"] = _changes_section(accounts, previous, cfg.risk_high)
+        context["sections"] = SECTIONS[:2] + ("What changed",) + SECTIONS[2:]
     say("rendering HTML")
     return Report(html=render(context), context=context, warnings=warnings)

@@ -92,7 +92,7 @@ def funnel_chart(funnel: pd.DataFrame) -> str:
     y = np.arange(len(f))[::-1]
     counts = f["count"].astype("float64").to_numpy()
     ax.barh(y, counts, color="#4393c3", height=0.6)
-    for yi, c, a, r in zip(y, counts, f["amount"].astype("float64"), f["conversion_rate"].astype("float64")):
+    for yi, c, a, r in zip(y, counts, f["amount"].astype("float64"), f["conversion_rate"].astype("float64"), strict=False):
         label = f"{c:,.0f} deals, {a:,.0f}" + (f"  -> {r:.0%} move on" if np.isfinite(r) else "")
         ax.text(c, yi, "  " + label, va="center", fontsize=8)
     ax.set_yticks(y, f["stage"].astype("str"))

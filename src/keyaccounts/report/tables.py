@@ -100,7 +100,7 @@ def cohort_retention(txns: pd.DataFrame, *, as_of, period: str = "quarter") -> p
     d = pd.DataFrame({"id": ids, "p": per.to_numpy()}).drop_duplicates()
     first = d.groupby("id")["p"].min()
     d["cohort"] = d["id"].map(first)
-    d["k"] = [(a - b).n for a, b in zip(d["p"], d["cohort"])]
+    d["k"] = [(a - b).n for a, b in zip(d["p"], d["cohort"], strict=False)]
     counts = d.groupby(["cohort", "k"])["id"].nunique().unstack(fill_value=0).sort_index()
     size = first.value_counts().sort_index()
     out = counts.div(size.reindex(counts.index), axis=0)

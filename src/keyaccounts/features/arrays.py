@@ -92,7 +92,7 @@ def money_sum(code: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     c, v = code[order], values[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     out = np.zeros(n, dtype="float64")
-    for k, part in zip(c[starts], np.split(v, starts[1:])):
+    for k, part in zip(c[starts], np.split(v, starts[1:]), strict=False):
         try:
             out[k] = math.fsum(part)
         except OverflowError:  # the exact sum exceeds float64: say so as inf, as float addition would

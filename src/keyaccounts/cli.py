@@ -594,6 +594,8 @@ def score(
         chosen, why = choose_engine(p, "scoring")
         out_console.print(f"engine: {chosen} ({why})")
         if chosen == "spark":
+            if compare_to:  # never silently dropped: the comparison is written by the local step only
+                raise InputError("--compare-to works with the local engine only: drop it or use --engine local")
             from .engines.spark_score import run_score
             for w in run_score(p, loose_columns=loose, params=params, say=out_console.print, on_reports=print_quality):
                 out_console.print(f"wrote {w}")

@@ -15,10 +15,10 @@ per-row cost ratio largest/smallest size for each engine (1.0 = linear growth).
 from __future__ import annotations
 
 import argparse
-import time
 
 import pandas as pd
 from features import (
+    best_of,
     reference_sql,  # benchmarks/features.py: the count(distinct) query
 )
 
@@ -52,15 +52,6 @@ def parse_size(s: str) -> tuple[int, int]:
         return int(float(x[:-1] if x[-1] in "km" else x) * mult)
     rows, customers = s.split("/")
     return n(rows), n(customers)
-
-
-def best_of(k: int, fn):
-    times, out = [], None
-    for _ in range(k):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def ibis_rfm_seconds(con, repeat: int) -> float:

@@ -181,4 +181,24 @@ def demo_run(tmp_path_factory):
 
 # The trained workspace of the robustness tests (interrupt, concurrency, model mismatch),
 # defined once here so that their modules share one training per session.
+@pytest.fixture()
+def edge_tables(make_txns, make_customers, make_invoices):
+    """Same-day purchases, a return-only customer, a zero-amount row, a row on the as_of day
+    (not read), a prospect, an invoice paid after as_of (unpaid then), costs partly unknown."""
+    t = make_txns([
+        ("a", "2024-01-10 09:00", 100.0, 60.0), ("a", "2024-01-10 17:00", 50.0, None),
+        ("a", "2024-02-20", 30.0, 10.0), ("a", "2024-02-29 23:59", -20.0, -12.0),
+        ("a", "2024-03-01 00:00", 999.0, 1.0),
+        ("b", "2023-01-05", 10.0, None), ("b", "2023-06-05", 10.0, None), ("b", "2023-12-05", 40.0, None),
+        ("c", "2024-02-01", -5.0, None), ("c", "2024-02-02", 0.0, None),
+        ("d", "2024-03-05", 70.0, 7.0),
+    ], cost=True)
+    cust = make_customers([("a", "2023-12-01", 1000.0), ("e", "2024-01-15", 500.0), ("f", "2024-05-01", 0.0),
+                           ("b", None, 0.0)])
+    inv = make_invoices([("i1", "a", "2024-01-11", "2024-02-10", 150.0, "2024-03-10"),
+                         ("i2", "b", "2023-12-06", "2024-01-05", 40.0, "2024-01-20"),
+                         ("i3", "b", "2024-02-01", "2024-02-15", 10.0, None)])
+    return Tables(t, cust, inv)
+
+
 from robust_support import ws  # noqa: E402,F401

@@ -100,23 +100,10 @@ def assert_same_features(local: pd.DataFrame, other: pd.DataFrame) -> None:
 
 
 @pytest.mark.slow
-def test_hand_made_edge_cases_match_the_local_engine(spark, make_txns, make_customers, make_invoices):
-    """Same-day purchases, a return-only customer, a zero-amount row, a row on the as_of day
-    (not read), a prospect, an invoice paid after as_of (unpaid then), costs partly unknown."""
-    t = make_txns([
-        ("a", "2024-01-10 09:00", 100.0, 60.0), ("a", "2024-01-10 17:00", 50.0, None),
-        ("a", "2024-02-20", 30.0, 10.0), ("a", "2024-02-29 23:59", -20.0, -12.0),
-        ("a", "2024-03-01 00:00", 999.0, 1.0),
-        ("b", "2023-01-05", 10.0, None), ("b", "2023-06-05", 10.0, None), ("b", "2023-12-05", 40.0, None),
-        ("c", "2024-02-01", -5.0, None), ("c", "2024-02-02", 0.0, None),
-        ("d", "2024-03-05", 70.0, 7.0),
-    ], cost=True)
-    cust = make_customers([("a", "2023-12-01", 1000.0), ("e", "2024-01-15", 500.0), ("f", "2024-05-01", 0.0),
-                           ("b", None, 0.0)])
-    inv = make_invoices([("i1", "a", "2024-01-11", "2024-02-10", 150.0, "2024-03-10"),
-                         ("i2", "b", "2023-12-06", "2024-01-05", 40.0, "2024-01-20"),
-                         ("i3", "b", "2024-02-01", "2024-02-15", 10.0, None)])
-    tables = Tables(t, cust, inv)
+def test_hand_made_edge_cases_match_the_local_engine(spark, edge_tables):
+    """The shared edge cases (conftest.edge_tables): same-day purchases, a return-only customer,
+    a zero-amount row, a row on the as_of day, a prospect, an invoice paid after as_of."""
+    tables = edge_tables
     local = build_features(tables, as_of=AS_OF)
     other = _spark_features(spark, tables, AS_OF)
     assert_same_features(local, other)
@@ -133,10 +120,10 @@ def test_hand_made_edge_cases_match_the_local_engine(spark, make_txns, make_cust
     # the BG/NBD summary (x, t_x, T, m_x) the Spark scorer fits on the driver
     from keyaccounts.engines.spark_score import spark_btyd_summary
     from keyaccounts.models.btyd import btyd_summary
-    st = _sdf(spark, t)
+    st = _sdf(spark, edge_tables.transactions)
     got = spark_btyd_summary(st, as_of=AS_OF).toPandas()
     got = got.set_index(got.pop("customer_id").astype("str")).sort_index().rename_axis("customer_id")
-    want = btyd_summary(t, as_of=AS_OF)
+    want = btyd_summary(edge_tables.transactions, as_of=AS_OF)
     want.index = want.index.astype("str")
     pd.testing.assert_frame_equal(got, want.sort_index(), check_exact=False, rtol=1e-12)
     # a: purchase days 01-10 (net 150), 02-20 (net 30); the 02-29 return day is not a purchase

@@ -16,12 +16,13 @@ from keyaccounts.features import Tables
 from keyaccounts.features.arrays import day_numbers
 from keyaccounts.labels import deal_labels
 from keyaccounts.models.deal import (
+    LABEL,
     MIN_LOST,
     MIN_WON,
     StageRateBaseline,
     calibrate,
     deal_frame,
-    enough_history,
+    enough_labels,
     known_at,
     make_deal_model,
     train_deal_model,
@@ -89,32 +90,23 @@ def test_stage_rate_baseline_contract():
 
 # ---------------------------------------------------------------- refusal
 
-def _closed_deals(n_won, n_lost, closed="2024-06-01"):
-    n = n_won + n_lost
-    return pd.DataFrame({
-        "opportunity_id": [f"O{i}" for i in range(n)],
-        "created_date": pd.to_datetime(["2024-01-01"] * n),
-        "closed_date": pd.to_datetime([closed] * n),
-        "outcome": pd.array(["won"] * n_won + ["lost"] * n_lost, dtype="str"),
-        "stage": pd.array(["won"] * n_won + ["lost"] * n_lost, dtype="str"),
-        "amount": 100.0,
-    })
-
-
-def test_enough_history_counts_deals_closed_before_as_of():
+def test_enough_labels_counts_deals_won_and_not_won_within_the_horizon():
+    """The rule counts training snapshots, not recorded losses: a funnel that never records a
+    loss still has deals not won within the horizon."""
     assert MIN_WON == MIN_LOST == 40
-    assert enough_history(_closed_deals(40, 40), as_of="2024-06-02") == (True, "")
-    ok, why = enough_history(_closed_deals(39, 120), as_of="2024-06-02")
-    assert not ok and "only 39 won and 120 lost deals closed before 2024-06-02" in why
-    assert "at least 40 won and 40 lost" in why and "stage-rate baseline" in why
-    ok, why = enough_history(_closed_deals(40, 40), as_of="2024-06-01")   # closed on as_of: not yet
-    assert not ok and "only 0 won and 0 lost" in why
+
+    def snaps(won: int, other: int) -> pd.DataFrame:
+        return pd.DataFrame({LABEL: [1] * won + [0] * other})
+    assert enough_labels(snaps(40, 40), as_of="2024-06-02", horizon_days=90) == (True, "")
+    ok, why = enough_labels(snaps(39, 120), as_of="2024-06-02", horizon_days=90)
+    assert not ok and "only 39 deal snapshot(s) won within 90 days and 120 not" in why
+    assert "before 2024-06-02" in why and "at least 40 of each" in why and "stage-rate baseline" in why
+    ok, why = enough_labels(None, as_of="2024-06-02", horizon_days=90)
+    assert not ok and "only 0 deal snapshot(s) won within 90 days and 0 not" in why
 
 
 def test_train_refuses_with_short_history(world):
     _, tables = world
-    ok, _ = enough_history(tables.opportunities, as_of="2023-04-01")
-    assert not ok
     res = train_deal_model(tables, as_of="2023-04-01", horizon_days=30, open_stages=STAGES)
     assert res.refused_reason.startswith("only ") and "stage-rate baseline" in res.refused_reason
     assert isinstance(res.model, StageRateBaseline) and res.model is res.baseline

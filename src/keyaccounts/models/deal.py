@@ -45,7 +45,7 @@ from .common import calibrate, cross_fitted_calibration
 from .metrics import classification_metrics
 
 __all__ = ["MIN_WON", "MIN_LOST", "NUMERIC_FEATURES", "STAGE_COLUMN", "LABEL", "DEFAULT_PARAMS",
-           "enough_history", "enough_labels", "StageRateBaseline", "make_deal_model", "calibrate", "deal_frame",
+           "enough_labels", "StageRateBaseline", "make_deal_model", "calibrate", "deal_frame",
            "DealTrainingResult", "train_deal_model", "known_at"]
 
 MIN_WON = MIN_LOST = 40
@@ -71,25 +71,6 @@ MAX_DEPTH, MAX_ROUNDS = 4, 300
 
 
 # ---------------------------------------------------------------- refusal rule
-
-def enough_history(opps: pd.DataFrame, *, as_of) -> tuple[bool, str]:
-    """Whether at least MIN_WON won and MIN_LOST lost deals closed before `as_of`.
-
-    Returns (ok, reason); reason is '' when ok, else a plain-words explanation."""
-    d0 = as_of_day(as_of)
-    if "outcome" in opps.columns and "closed_date" in opps.columns:
-        before = opps["closed_date"].notna().to_numpy() & (day_numbers(opps["closed_date"]) < d0)
-        outcome = opps.loc[before, "outcome"]
-        won, lost = int((outcome == "won").sum()), int((outcome == "lost").sum())
-    else:
-        won = lost = 0
-    if won >= MIN_WON and lost >= MIN_LOST:
-        return True, ""
-    day = pd.Timestamp(as_of).date().isoformat()
-    return False, (f"only {won} won and {lost} lost deals closed before {day}; a deal model needs at "
-                   f"least {MIN_WON} won and {MIN_LOST} lost deals of history, so deal probabilities "
-                   "are the stage-rate baseline (historical win rate by stage) instead")
-
 
 def enough_labels(snaps: pd.DataFrame | None, *, as_of, horizon_days: int) -> tuple[bool, str]:
     """Whether the training snapshots (deals open at the cut-offs before `as_of`) hold at least

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keyaccounts.config import FeatureConfig
 from keyaccounts.features import Tables
-from keyaccounts.synth import STAGES_OPEN
+from keyaccounts.synth import STAGES_OPEN, synthesize
 
 _TXN = ["customer_id", "timestamp", "amount"]
 
@@ -199,6 +200,18 @@ def edge_tables(make_txns, make_customers, make_invoices):
                          ("i2", "b", "2023-12-06", "2024-01-05", 40.0, "2024-01-20"),
                          ("i3", "b", "2024-02-01", "2024-02-15", 10.0, None)])
     return Tables(t, cust, inv)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cost_tables():
+    """Synthetic tables over 2.5 years with a cost column (20 % unknown) and the non-default
+    windows the engine comparisons use: (tables, FeatureConfig, the two as_of dates)."""
+    s = synthesize(n_customers=250, seed=11, start="2023-01-01", end="2025-06-30")
+    tx = s.transactions.copy()
+    rng = np.random.default_rng(0)
+    tx["cost"] = np.where(rng.random(len(tx)) < 0.2, np.nan, tx["amount"] * rng.uniform(0.3, 0.9, len(tx)))
+    cfg = FeatureConfig(windows_days=[14, 180], growth_window_days=60, slope_months=6, overdue_threshold_days=45)
+    return Tables(tx, s.customers, s.invoices), cfg, ("2024-02-01", "2025-05-17")
 
 
 from robust_support import ws  # noqa: E402,F401

@@ -19,7 +19,7 @@ from test_point_in_time import CFG as PIT_CFG
 from test_point_in_time import materialise, worlds
 
 from keyaccounts import datasets
-from keyaccounts.config import FeatureConfig, InputSpec, ReadOptions
+from keyaccounts.config import InputSpec, ReadOptions
 from keyaccounts.features import Tables, build_features
 from keyaccounts.features.relational import (
     SCORE_MODES,
@@ -28,7 +28,7 @@ from keyaccounts.features.relational import (
     inputs_of,
     relational_features,
 )
-from keyaccounts.synth import synth_transactions, synthesize
+from keyaccounts.synth import synth_transactions
 
 duckdb = pytest.importorskip("duckdb")
 AS_OF = "2024-03-01"
@@ -95,14 +95,9 @@ def test_the_point_in_time_cutoff_lives_in_one_function(edge_tables, monkeypatch
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_synthetic_tables_equal_the_oracle_at_two_dates(shape):
-    s = synthesize(n_customers=250, seed=11, start="2023-01-01", end="2025-06-30")
-    tx = s.transactions.copy()
-    rng = np.random.default_rng(0)
-    tx["cost"] = np.where(rng.random(len(tx)) < 0.2, np.nan, tx["amount"] * rng.uniform(0.3, 0.9, len(tx)))
-    tables = Tables(tx, s.customers, s.invoices)
-    cfg = FeatureConfig(windows_days=[14, 180], growth_window_days=60, slope_months=6, overdue_threshold_days=45)
-    for as_of in ("2024-02-01", "2025-05-17"):
+def test_synthetic_tables_equal_the_oracle_at_two_dates(shape, synthetic_cost_tables):
+    tables, cfg, dates = synthetic_cost_tables
+    for as_of in dates:
         got = relational_features(tables, as_of=as_of, config=cfg, shape=shape, scores="rank")
         assert_same(build_features(tables, as_of=as_of, config=cfg), got)
         assert got["r_score"].nunique() > 1 and got["lifecycle_stage"].nunique() > 2  # not a trivial frame

@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from keyaccounts.cli import app
-from keyaccounts.config import FeatureConfig
 from keyaccounts.engines import spark_unavailable_reason
 from keyaccounts.features import Tables, build_features
 from keyaccounts.features.arrays import MONEY_UNITS_PER_CURRENCY
@@ -133,15 +132,9 @@ def test_hand_made_edge_cases_match_the_local_engine(spark, edge_tables):
 
 
 @pytest.mark.slow
-def test_synthetic_tables_match_the_local_engine_at_two_dates(spark):
-    from keyaccounts.synth import synthesize
-    s = synthesize(n_customers=250, seed=11, start="2023-01-01", end="2025-06-30")
-    tx = s.transactions.copy()
-    rng = np.random.default_rng(0)
-    tx["cost"] = np.where(rng.random(len(tx)) < 0.2, np.nan, tx["amount"] * rng.uniform(0.3, 0.9, len(tx)))
-    tables = Tables(tx, s.customers, s.invoices)
-    cfg = FeatureConfig(windows_days=[14, 180], growth_window_days=60, slope_months=6, overdue_threshold_days=45)
-    for as_of in ("2024-02-01", "2025-05-17"):
+def test_synthetic_tables_match_the_local_engine_at_two_dates(spark, synthetic_cost_tables):
+    tables, cfg, dates = synthetic_cost_tables
+    for as_of in dates:
         local = build_features(tables, as_of=as_of, config=cfg)
         assert_same_features(local, _spark_features(spark, tables, as_of, cfg))
 

@@ -485,18 +485,10 @@ def train_churn(sp: Split, base: pd.DataFrame, *, as_of, horizon_days: int, cfg:
     if imp is not None:
         figs["shap_summary"] = plots.importance_figure(imp, title="churn: SHAP summary")
         m.update(_importance_metrics(imp))
-    feature_names = list(sp.X_train.columns)
-    decision = gate_on_baseline("churn", m["roc_auc"], baselines["btyd"]["roc_auc"], "roc_auc", say)
-    tm = TrainedModel(
-        family="churn", horizon_days=horizon_days, model=calibrated, feature_names=feature_names,
-        params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
-                       {**{f"model.{k}": v for k, v in choice.params.items()}, **choice_params(choice),
-                        "explain_reference": churn_ref}),
-        metrics=m, baseline_metrics=baselines, figures=figs, input_example=sp.X_val.head(5),
-        data_fingerprint=fingerprint, validation=(sp.X_val, y_val), primary_metric="roc_auc", gate_decision=decision)
-    if decision is None:
-        return [tm]
-    return [tm, baseline_model(tm, btyd_churn_model(horizon_days=horizon_days), sp.X_train, decision)]
+    return gated_models(
+        "churn", calibrated, sp, y_val, choice=choice, reference=churn_ref, metrics=m, baselines=baselines,
+        figures=figs, primary="roc_auc", baseline=btyd_churn_model(horizon_days=horizon_days), as_of=as_of,
+        horizon_days=horizon_days, cfg=cfg, fingerprint=fingerprint, say=say)
 
 
 def train_value(sp: Split, base: pd.DataFrame, *, as_of, horizon_days: int, cfg: TrainConfig, fingerprint: str,
@@ -520,18 +512,29 @@ def train_value(sp: Split, base: pd.DataFrame, *, as_of, horizon_days: int, cfg:
         vm.update(_importance_metrics(vimp))
         vfigs["shap_summary"] = plots.importance_figure(
             vimp, title="value: SHAP summary (tree part of the two-part model)")
+    return gated_models(
+        "value", value, sp, v_val, choice=choice, reference=value_ref, metrics=vm, baselines=vb, figures=vfigs,
+        primary="gini", baseline=BTYDValue(horizon_days=horizon_days), as_of=as_of, horizon_days=horizon_days,
+        cfg=cfg, fingerprint=fingerprint, say=say)
+
+
+def gated_models(family: str, model, sp: Split, y_val, *, choice, reference, metrics: dict, baselines: dict,
+                 figures: dict, primary: str, baseline, as_of, horizon_days: int, cfg: TrainConfig,
+                 fingerprint: str, say) -> list:
+    """The challenger as a TrainedModel and, when it does not beat BG/NBD on `primary` at the
+    validation fold, the BG/NBD `baseline` registered after it (the gate's decision says why)."""
     feature_names = list(sp.X_train.columns)
-    decision = gate_on_baseline("value", vm["gini"], vb["btyd"]["gini"], "gini", say)
+    decision = gate_on_baseline(family, metrics[primary], baselines["btyd"][primary], primary, say)
     tm = TrainedModel(
-        family="value", horizon_days=horizon_days, model=value, feature_names=feature_names,
+        family=family, horizon_days=horizon_days, model=model, feature_names=feature_names,
         params=_params(as_of, horizon_days, cfg, sp.cuts, sp.val_cuts, feature_names,
                        {**{f"model.{k}": v for k, v in choice.params.items()}, **choice_params(choice),
-                        "explain_reference": value_ref}),
-        metrics=vm, baseline_metrics=vb, figures=vfigs, input_example=sp.X_val.head(5),
-        data_fingerprint=fingerprint, validation=(sp.X_val, v_val), primary_metric="gini", gate_decision=decision)
+                        "explain_reference": reference}),
+        metrics=metrics, baseline_metrics=baselines, figures=figures, input_example=sp.X_val.head(5),
+        data_fingerprint=fingerprint, validation=(sp.X_val, y_val), primary_metric=primary, gate_decision=decision)
     if decision is None:
         return [tm]
-    return [tm, baseline_model(tm, BTYDValue(horizon_days=horizon_days), sp.X_train, decision)]
+    return [tm, baseline_model(tm, baseline, sp.X_train, decision)]
 
 
 def _importance_metrics(imp: pd.Series) -> dict[str, float]:

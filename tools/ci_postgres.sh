@@ -10,13 +10,17 @@ DB=keyaccounts_test
 PORT=${KEYACCOUNTS_TEST_PG_PORT:-5432}
 
 say() { echo "ci_postgres: $*" >&2; }
+# Only the URL may reach stdout (the caller captures it whole): pg_ctlcluster and apt-get print notices on
+# stdout ("Removed stale pid file.", the systemd warning), which once made the URL unparseable, so their
+# stdout goes to stderr. (Not `exec 1>&2` with a saved descriptor: the server would inherit it and the
+# caller's $(...) would wait for the server to exit.)
 
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     say "PostgreSQL is not installed and cannot be installed here (needs root and apt-get): PostgreSQL tests will be skipped"
     exit 0
   fi
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || {
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) >&2 || {
     say "apt-get install postgresql failed: PostgreSQL tests will be skipped"; exit 0; }
 fi
 VERSION=$(ls /usr/lib/postgresql | sort -n | tail -1)
@@ -26,7 +30,7 @@ if command -v pg_lsclusters >/dev/null; then
   fi
   PORT=$(pg_lsclusters -h | awk -v v="$VERSION" '$1 == v && $2 == "main" {print $3}')
   if ! pg_lsclusters -h | awk -v v="$VERSION" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
-    pg_ctlcluster "$VERSION" main start || { say "the PostgreSQL cluster did not start: PostgreSQL tests will be skipped"; exit 0; }
+    pg_ctlcluster "$VERSION" main start >&2 || { say "the PostgreSQL cluster did not start: PostgreSQL tests will be skipped"; exit 0; }
   fi
 else
   say "pg_lsclusters missing (not Debian's postgresql-common): PostgreSQL tests will be skipped"; exit 0

@@ -72,6 +72,33 @@ def product_key(names: pd.Series) -> pd.Series:
     return names.astype("str").str.replace(r"\s+", "", regex=True).str.lower().where(names.notna())
 
 
+def _maven_opportunities(pipe: pd.DataFrame, products: pd.DataFrame, amount: str) -> pd.DataFrame:
+    """sales_pipeline.csv as canonical opportunities (see `maven_tables`), products spelled as in
+    products.csv and the amount chosen by `amount`."""
+    by_key = products.assign(key=product_key(products["product"])).drop_duplicates("key").set_index("key")
+    key = product_key(pipe["product"])
+    product = key.map(by_key["product"]).fillna(pipe["product"])
+    list_price = key.map(by_key["sales_price"])
+    if amount == "list_price":
+        deal_amount = list_price
+    elif amount == "close_value":
+        deal_amount = pipe["close_value"].where(~pipe["deal_stage"].isin(MAVEN_OPEN), list_price)
+    else:
+        raise ValueError(f"amount must be 'list_price' or 'close_value', not {amount!r}")
+    return pd.DataFrame({
+        "opportunity_id": pipe["opportunity_id"],
+        "created_date": pipe["engage_date"],
+        "stage": pipe["deal_stage"],
+        "amount": deal_amount,
+        "customer_id": pipe["account"],
+        "owner": pipe["sales_agent"],
+        "product": product,
+        "closed_date": pipe["close_date"],
+        "close_value": pipe["close_value"],
+        "list_price": list_price,
+    })
+
+
 def maven_tables(folder: str | Path, *, amount: str = "list_price") -> dict[str, pd.DataFrame]:
     """The Maven CRM files as raw canonical frames: opportunities, stage_history, customers and
     transactions. Pass them to `prepare_table` with ``stages=MAVEN_STAGES``.
@@ -109,31 +136,9 @@ def maven_tables(folder: str | Path, *, amount: str = "list_price") -> dict[str,
     """
     folder = Path(folder)
     pipe = read_frame(folder / "sales_pipeline.csv")
-    products = read_frame(folder / "products.csv")
     accounts = read_frame(folder / "accounts.csv")
-
-    by_key = products.assign(key=product_key(products["product"])).drop_duplicates("key").set_index("key")
-    key = product_key(pipe["product"])
-    product = key.map(by_key["product"]).fillna(pipe["product"])
-    list_price = key.map(by_key["sales_price"])
-    if amount == "list_price":
-        deal_amount = list_price
-    elif amount == "close_value":
-        deal_amount = pipe["close_value"].where(~pipe["deal_stage"].isin(MAVEN_OPEN), list_price)
-    else:
-        raise ValueError(f"amount must be 'list_price' or 'close_value', not {amount!r}")
-    opportunities = pd.DataFrame({
-        "opportunity_id": pipe["opportunity_id"],
-        "created_date": pipe["engage_date"],
-        "stage": pipe["deal_stage"],
-        "amount": deal_amount,
-        "customer_id": pipe["account"],
-        "owner": pipe["sales_agent"],
-        "product": product,
-        "closed_date": pipe["close_date"],
-        "close_value": pipe["close_value"],
-        "list_price": list_price,
-    })
+    opportunities = _maven_opportunities(pipe, read_frame(folder / "products.csv"), amount)
+    product = opportunities["product"]
 
     engaged = pipe[pipe["engage_date"].notna()]
     closed = pipe[pipe["deal_stage"].isin(["Won", "Lost"])]

@@ -68,41 +68,45 @@ def top_reasons(contrib: pd.DataFrame, raw: pd.DataFrame, *, n: int = 3, kind: s
     G[np.arange(len(feats)), [kidx[k] for k in keys_of]] = 1.0
     V = contrib[feats].to_numpy(dtype="float64") @ G
     np.nan_to_num(V, copy=False)
-    k = min(n, len(keys))
+    out = {side: _side_phrases(V * sign, raw, keys, k=min(n, len(keys)), min_abs=min_abs,
+                               risk_all=UP_IS_RISK[kind] if sign > 0 else not UP_IS_RISK[kind])
+           for side, sign in (("reasons_up", 1.0), ("reasons_down", -1.0))}
+    return pd.DataFrame(out, index=contrib.index).astype("str")
+
+
+def _side_phrases(S: np.ndarray, raw: pd.DataFrame, keys: list[str], *, k: int, min_abs: float,
+                  risk_all: bool) -> np.ndarray:
+    """One side's joined phrases per row: S holds the group sums signed so that positive means
+    this side; the k largest above min_abs are phrased, `risk_all` telling whether they are risks."""
+    N = len(S)
     col = _raw_getters(raw)
     raw_cols = set(raw.columns)
-    up_is_risk = UP_IS_RISK[kind]
-    out = {}
-    for side, sign in (("reasons_up", 1.0), ("reasons_down", -1.0)):
-        S = V * sign                        # positive = this side
-        S[S <= min_abs] = 0.0
-        # stable sort of -S keeps the alphabetical key order among ties
-        top = np.argsort(-S, axis=1, kind="stable")[:, :k]
-        val = np.take_along_axis(S, top, axis=1)
-        phrases = np.full((N, k), "", dtype=object)
-        valid = val > 0
-        rows, slots = np.nonzero(valid)
-        groups = top[rows, slots]
-        risk_all = up_is_risk if sign > 0 else not up_is_risk
-        for g in np.unique(groups):
-            m = groups == g
-            r = rows[m]
-            key = keys[g]
-            spec = REASON_PHRASES.get(key)
-            risk = np.full(len(r), risk_all)
+    S = S.copy()
+    S[S <= min_abs] = 0.0
+    # stable sort of -S keeps the alphabetical key order among ties
+    top = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    val = np.take_along_axis(S, top, axis=1)
+    phrases = np.full((N, k), "", dtype=object)
+    rows, slots = np.nonzero(val > 0)
+    groups = top[rows, slots]
+    for g in np.unique(groups):
+        m = groups == g
+        r = rows[m]
+        key = keys[g]
+        spec = REASON_PHRASES.get(key)
+        risk = np.full(len(r), risk_all)
 
-            def get(c, r=r):
-                return col(c)[r] if c in raw_cols else np.full(len(r), np.nan)
+        def get(c, r=r):
+            return col(c)[r] if c in raw_cols else np.full(len(r), np.nan)
 
-            def get_str(c, r=r):
-                return col(c)[r].astype(str).astype(object) if c in raw_cols else np.full(len(r), "?", dtype=object)
-            if spec is not None and all(c in raw_cols for c in spec.needs):
-                txt = spec.render(get, risk, get_str)
-            else:
-                txt = fallback_phrase(key)(get, risk, get_str, key in raw_cols)
-            phrases[r, slots[m]] = np.asarray(txt, dtype=object)
-        out[side] = _join([phrases[:, j] for j in range(k)])
-    return pd.DataFrame(out, index=contrib.index).astype("str")
+        def get_str(c, r=r):
+            return col(c)[r].astype(str).astype(object) if c in raw_cols else np.full(len(r), "?", dtype=object)
+        if spec is not None and all(c in raw_cols for c in spec.needs):
+            txt = spec.render(get, risk, get_str)
+        else:
+            txt = fallback_phrase(key)(get, risk, get_str, key in raw_cols)
+        phrases[r, slots[m]] = np.asarray(txt, dtype=object)
+    return _join([phrases[:, j] for j in range(k)])
 
 
 def select_rows(scores: pd.Series, reasons: str = "all") -> pd.Index:

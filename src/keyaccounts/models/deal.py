@@ -198,6 +198,37 @@ class DealTrainingResult:
     metrics_note: str = ""
 
 
+def _training_snapshots(tables: Tables, *, as_of, horizon_days: int, open_stages: Sequence[str], step_days: int,
+                        max_snapshots: int, owner_prior: float) -> pd.DataFrame | None:
+    """Deal snapshots at the training cutoffs (label windows end on or before as_of); None when
+    no cutoff fits or no deal is open at any."""
+    opps = tables.opportunities
+    if opps is None:
+        raise ValueError("train_deal_model needs tables.opportunities")
+    created = day_numbers(opps["created_date"])
+    cuts = cutoffs(as_of=as_of, horizon_days=horizon_days, step_days=step_days, max_snapshots=max_snapshots,
+                   earliest=pd.Timestamp(np.datetime64(int(created.min()), "D"))) if len(created) else []
+    if not cuts:
+        return None
+    try:
+        return deal_snapshots(tables, cuts=cuts, horizon_days=horizon_days, open_stages=list(open_stages),
+                              owner_prior=owner_prior)
+    except ValueError:  # no deal open at any cutoff
+        return None
+
+
+def _fold_problem(y_tr: np.ndarray, y_va: np.ndarray, horizon_days: int) -> str | None:
+    """Why the folds cannot fit and calibrate a model, or None. Validation needs 2 of each class
+    in each half of the 2-fold cross-fitted calibration metrics."""
+    for name, y, least in (("training", y_tr, 2), ("validation", y_va, 4)):
+        counts = np.bincount(y.astype("int64"), minlength=2)
+        if counts.min() < least:
+            return (f"the {name} fold has {counts[1]} deal(s) won within {horizon_days} days and "
+                    f"{counts[0]} not; a model cannot be fitted and calibrated on that, so deal "
+                    "probabilities are the stage-rate baseline")
+    return None
+
+
 def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: Sequence[str],
                      step_days: int = 30, max_snapshots: int = 12, n_val_cutoffs: int = 1,
                      params: dict[str, Any] | None = None, calibration: str = "sigmoid",
@@ -207,17 +238,8 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
     before as_of (see the module docstring). Refuses (baseline as model, `refused_reason` set)
     with fewer than MIN_WON won / MIN_LOST not won within H at the cutoffs, with too few
     cutoffs for a time split, or when either fold lacks won or not-won deals."""
-    opps = tables.opportunities
-    if opps is None:
-        raise ValueError("train_deal_model needs tables.opportunities")
-    created = day_numbers(opps["created_date"])
-    cuts = cutoffs(as_of=as_of, horizon_days=horizon_days, step_days=step_days, max_snapshots=max_snapshots,
-                   earliest=pd.Timestamp(np.datetime64(int(created.min()), "D"))) if len(created) else []
-    try:
-        snaps = deal_snapshots(tables, cuts=cuts, horizon_days=horizon_days, open_stages=list(open_stages),
-                               owner_prior=owner_prior) if cuts else None
-    except ValueError:  # no deal open at any cutoff
-        snaps = None
+    snaps = _training_snapshots(tables, as_of=as_of, horizon_days=horizon_days, open_stages=open_stages,
+                                step_days=step_days, max_snapshots=max_snapshots, owner_prior=owner_prior)
     used = sorted(snaps.index.get_level_values("cutoff").unique(), reverse=True) if snaps is not None else []
 
     def refuse(why: str, fit_rows: pd.DataFrame | None) -> DealTrainingResult:
@@ -240,13 +262,9 @@ def train_deal_model(tables: Tables, *, as_of, horizon_days: int, open_stages: S
     labels = [LABEL, "closed_within_horizon"]
     train, val = snaps[~is_val].drop(columns=labels), snaps[is_val].drop(columns=labels)
     y_tr, y_va = snaps.loc[~is_val, LABEL].to_numpy(), snaps.loc[is_val, LABEL].to_numpy()
-    # validation: 2 of each class in each half of the 2-fold cross-fitted calibration metrics
-    for name, y, least in (("training", y_tr, 2), ("validation", y_va, 4)):
-        counts = np.bincount(y.astype("int64"), minlength=2)
-        if counts.min() < least:
-            return refuse(f"the {name} fold has {counts[1]} deal(s) won within {horizon_days} days and "
-                          f"{counts[0]} not; a model cannot be fitted and calibrated on that, so deal "
-                          "probabilities are the stage-rate baseline", snaps)
+    why = _fold_problem(y_tr, y_va, horizon_days)
+    if why:
+        return refuse(why, snaps)
 
     baseline = StageRateBaseline(prior=baseline_prior).fit(train, y_tr)
     raw = make_deal_model(params, features=features).fit(train, y_tr)

@@ -6,13 +6,14 @@ import pytest
 
 from keyaccounts.config import FeatureConfig
 from keyaccounts.explain import REASON_PHRASES
-from keyaccounts.features import Tables, build_features
+from keyaccounts.features import Tables, build_features, potential
 from keyaccounts.features.deals import deals
 from keyaccounts.features.registry import FAMILIES, FEATURES, UNITS, feature_columns, names, reason_key, spec
 from keyaccounts.models.churn import GLM_FEATURES, XGB_FEATURES
 from keyaccounts.models.transformers import BTYD_COLUMNS, RATIO_COLUMNS
 from keyaccounts.models.value import SPEND_FEATURES
 from keyaccounts.synth import STAGES_OPEN, synthesize
+from keyaccounts.tiers import HEADROOM_COLUMN, POTENTIAL_COLUMN, POTENTIAL_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,13 @@ def test_deal_features_are_declared_in_order(world):
     assert made and made == [c for c in names("deals") if c in made]
 
 
+def test_potential_writes_exactly_the_declared_columns(world):
+    pot = potential(world.transactions, world.customers, as_of="2025-07-01")
+    assert list(pot.columns) == names("potential") == list(POTENTIAL_COLUMNS)
+    assert {POTENTIAL_COLUMN, HEADROOM_COLUMN} <= set(POTENTIAL_COLUMNS)
+    assert all(spec(c).family == "potential" for c in pot.columns)
+
+
 def test_every_model_input_is_declared():
     model_inputs = set(GLM_FEATURES) | set(XGB_FEATURES) | set(SPEND_FEATURES) | set(RATIO_COLUMNS) \
         | set(BTYD_COLUMNS)
@@ -49,7 +57,8 @@ def test_every_model_input_is_declared():
 
 
 def test_every_numeric_feature_has_a_phrase_and_every_phrase_a_feature():
-    groups = {reason_key(c) for f in FAMILIES for c in names(f)
+    # potential feeds the tiers, never a model, so it is never a reason
+    groups = {reason_key(c) for f in FAMILIES if f != "potential" for c in names(f)
               if spec(c).unit not in ("code", "category")} | {"stage_at_as_of"}
     assert groups - set(REASON_PHRASES) == set()        # no feature falls back to "name = value"
     assert set(REASON_PHRASES) - groups == set()        # no phrase without a feature

@@ -38,12 +38,12 @@ import numpy as np
 import pandas as pd
 
 from .config import ActionConfig, Criterion, RfmRule, TierConfig
+from .features.registry import names
 
 EPS = 1e-9
 POTENTIAL_COLUMN, HEADROOM_COLUMN = "potential_spend_annual", "headroom_spend_annual"
-#: The columns of features.potential (defined there; listed here so tiers knows when it is used).
-POTENTIAL_COLUMNS = ("run_rate_spend_annual", POTENTIAL_COLUMN, HEADROOM_COLUMN, "potential_peers",
-                     "potential_segment_level")
+#: The columns of features.potential, as the feature registry declares them.
+POTENTIAL_COLUMNS = tuple(names("potential"))
 SCORE_INPUTS = ("churn_probability", "expected_value")  # the columns of the scores the tiers read
 CREDIT_COLUMNS = ("days_past_due_mean", "late_payment_share", "overdue_balance")
 INSUFFICIENT = "insufficient history"

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .arrays import frame, txn_arrays
+from .registry import names
 from .rfm import prospects
 
 DAYS_PER_YEAR = 365.0
@@ -97,7 +98,6 @@ def potential(txns: pd.DataFrame, customers: pd.DataFrame | None, *, as_of,
         take = (level < 0) & (code >= 0) & enough[np.maximum(code, 0)] if n_groups else np.zeros(n, bool)
         pot[take], peers[take], level[take] = quant[code[take]], count[code[take]], k
     pot = np.fmax(pot, r)
-    out = pd.DataFrame({"run_rate_spend_annual": r, "potential_spend_annual": pot,
-                        "headroom_spend_annual": pot - r, "potential_peers": peers,
-                        "potential_segment_level": level}, index=rate.index)
-    return out
+    values = {"run_rate_spend_annual": r, "potential_spend_annual": pot, "headroom_spend_annual": pot - r,
+              "potential_peers": peers, "potential_segment_level": level}
+    return pd.DataFrame({c: values[c] for c in names("potential")}, index=rate.index)

@@ -23,9 +23,10 @@ from ..config import FeatureConfig
 UNITS = ("days", "count", "currency", "currency/month", "ratio", "share", "score", "code", "category",
          "per month", "probability", "purchases")
 
-#: Families in the order `build_features` joins them; `model` = derived inside the models'
+#: Families in the order `build_features` joins them; `potential` = the peer potential the tiers
+#: read (features/potential.py; not a model input); `model` = derived inside the models'
 #: pipelines; `deals` = per open deal.
-FAMILIES = ("rfm", "tenure", "growth", "returns", "margin", "credit", "lifecycle", "model", "deals")
+FAMILIES = ("rfm", "tenure", "growth", "returns", "margin", "credit", "lifecycle", "potential", "model", "deals")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
     _f("credit_utilisation", "credit", "share", "open balance / credit limit"),
     # --- lifecycle
     _f("lifecycle_stage", "lifecycle", "category", "prospect, first-time, repeat, loyal or lapsed"),
+    # --- potential (features/potential.py; read by the tiers, never by a model, so never a reason)
+    _f("run_rate_spend_annual", "potential", "currency", "net spend of the last year, annualised"),
+    _f("potential_spend_annual", "potential", "currency", "a high percentile of the segment peers' yearly run-rate"),
+    _f("headroom_spend_annual", "potential", "currency", "potential - run-rate per year"),
+    _f("potential_peers", "potential", "count", "peers with spend in the segment used"),
+    _f("potential_segment_level", "potential", "count", "segment columns used (0 = all accounts)"),
     # --- derived inside the models (models/transformers.py, models/btyd.py)
     _f("recency_over_tenure", "model", "ratio", "days since the last purchase / days since the first",
        "recency_days"),

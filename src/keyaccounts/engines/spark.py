@@ -219,14 +219,28 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
     positive quantity and invoices due/paid before issue are rejected (InputError naming the
     file, the column and up to 5 rows). Not done here (local engine only): encoding/delimiter
     sniffing, Excel, mixed-date-format detection."""
-    from pyspark.sql import functions as F
-
-
     if name not in SPARK_TABLES:
         raise InputError(f"the Spark engine reads transactions, customers and invoices, not {name}",
                          file=file, hint="deal features and scores run on the local engine (deal tables are small)")
     spec, q = SPECS[name], quality or QualityConfig()
-    mapping = dict(mapping or {})
+    df = _parsed(_mapped(raw, spec, name, mapping or {}, file), spec, name, date_format)
+    checked = [c for c in df.columns if not c.startswith("_raw_") and (c in spec.dates or c in spec.numbers)]
+    required_blank = [c for c in spec.required if c in df.columns and c not in spec.nullable]
+    stats = _column_stats(df, name, checked, required_blank)
+    rep = QualityReport(table=name, file=file, rows_read=int(stats["_rows"]))
+    _refuse_bad_values(df, stats, spec, checked, q, file)
+    df = _drop_bad_rows(df, stats, checked, required_blank, rep).dropDuplicates()
+    _refuse_inconsistent(df, spec, name, file)
+    rep.rows_kept = int(df.count())
+    rep.drop("exact duplicate rows", rep.rows_read - rep.rows_kept - sum(rep.dropped.values()))
+    return df, rep
+
+
+def _mapped(raw: DataFrame, spec, name: str, mapping: dict[str, str], file: str) -> DataFrame:
+    """The canonical columns the file has (mapped names renamed); InputError naming a mapping to
+    a missing column or a missing required column (with a suggested mapping)."""
+    from pyspark.sql import functions as F
+
     cols = list(raw.columns)
     for canon, src in mapping.items():
         if src not in cols:
@@ -243,6 +257,14 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
         hint = ", ".join(f"{c}={s}" for c, s in sugg.items() if s)
         raise InputError(f"missing required column(s) {', '.join(need)}", file=file, column=need[0],
                          hint=f"map them: --columns {hint}" if hint else f"columns in the file: {', '.join(cols[:30])}")
+    return df
+
+
+def _parsed(df: DataFrame, spec, name: str, date_format: str | None) -> DataFrame:
+    """Ids as strings, dates and numbers parsed, each parsed column's file value kept as `_raw_<c>`
+    (to tell a blank cell from an unparsable one); amount = quantity x unit_price when absent."""
+    from pyspark.sql import functions as F
+
     types = dict(df.dtypes)
     parsed = {}
     for c in df.columns:
@@ -258,20 +280,32 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
     df = df.select(*[e.alias(c) for c, e in parsed.items()], *[e.alias(k) for k, e in raw_cols.items()])
     if name == "transactions" and "amount" not in df.columns:
         df = df.withColumn("amount", F.col("quantity") * F.col("unit_price")).withColumn("_raw_amount", F.lit("x"))
-    checked = [c for c in df.columns if not c.startswith("_raw_") and (c in spec.dates or c in spec.numbers)]
-    required_blank = [c for c in spec.required if c in df.columns and c not in spec.nullable]
+    return df
+
+
+def _column_stats(df: DataFrame, name: str, checked: list[str], required_blank: list[str]) -> dict:
+    """One pass over the table: rows, unparsable values per checked column, blank required
+    cells, and (transactions) negative amounts with a positive quantity."""
+    from pyspark.sql import functions as F
+
     aggs = [F.count(F.lit(1)).alias("_rows")]
     for c in checked:  # non-blank in the file, unparsable (or not finite) after parsing
         bad = ~_blank(F.col(f"_raw_{c}")) & (F.col(c).isNull() | F.col(c).isin(float("inf"), float("-inf"))
-                                             if c in spec.numbers else F.col(c).isNull())
+                                             if c in SPECS[name].numbers else F.col(c).isNull())
         aggs.append(F.sum(bad.cast("long")).alias(f"_bad_{c}"))
     for c in required_blank:
         src = F.col(f"_raw_{c}") if f"_raw_{c}" in df.columns else F.col(c)
         aggs.append(F.sum(_blank(src).cast("long")).alias(f"_blank_{c}"))
     if name == "transactions" and "quantity" in df.columns:
         aggs.append(F.sum(((F.col("amount") < 0) & (F.col("quantity") > 0)).cast("long")).alias("_negqty"))
-    stats = df.agg(*aggs).first().asDict()
-    rep = QualityReport(table=name, file=file, rows_read=int(stats["_rows"]))
+    return df.agg(*aggs).first().asDict()
+
+
+def _refuse_bad_values(df: DataFrame, stats: dict, spec, checked: list[str], q: QualityConfig, file: str) -> None:
+    """InputError for more unparsable values than quality.max_bad_values, or a negative amount
+    with a positive quantity (not a return)."""
+    from pyspark.sql import functions as F
+
     for c in checked:
         n_bad = int(stats[f"_bad_{c}"] or 0)
         if n_bad > q.max_bad_values:
@@ -283,6 +317,13 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
         raise InputError(f"{stats['_negqty']} rows have a negative amount with a positive quantity (not a return)",
                          file=file, column="amount",
                          rows=_bad_rows(df, (F.col("amount") < 0) & (F.col("quantity") > 0), ["quantity", "amount"]))
+
+
+def _drop_bad_rows(df: DataFrame, stats: dict, checked: list[str], required_blank: list[str],
+                   rep: QualityReport) -> DataFrame:
+    """Rows with an unparsable value or a blank required cell dropped and counted in `rep`."""
+    from pyspark.sql import functions as F
+
     keep = F.lit(True)
     for c in checked:
         cond = ~_blank(F.col(f"_raw_{c}")) & F.col(c).isNull()
@@ -291,8 +332,13 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
     for c in required_blank:
         rep.drop(f"blank {c}", int(stats[f"_blank_{c}"] or 0))
         keep &= F.col(c).isNotNull()
-    df = df.where(keep).drop(*[c for c in df.columns if c.startswith("_raw_")])
-    df = df.dropDuplicates()
+    return df.where(keep).drop(*[c for c in df.columns if c.startswith("_raw_")])
+
+
+def _refuse_inconsistent(df: DataFrame, spec, name: str, file: str) -> None:
+    """InputError for one key with different data, or invoices due/paid before they were issued."""
+    from pyspark.sql import functions as F
+
     if spec.key:
         dup = df.groupBy(spec.key).count().where(F.col("count") > 1)
         if dup.limit(1).count():
@@ -305,9 +351,6 @@ def canonical_table(raw: DataFrame, name: str, *, file: str, mapping: dict[str, 
                 if df.where(cond).limit(1).count():
                     raise InputError(f"invoices {what} before they were issued", file=file, column=col,
                                      rows=_bad_rows(df, cond, ["invoice_id", "issue_date", col]))
-    rep.rows_kept = int(df.count())
-    rep.drop("exact duplicate rows", rep.rows_read - rep.rows_kept - sum(rep.dropped.values()))
-    return df, rep
 
 
 @dataclass

@@ -345,7 +345,9 @@ def choose_value(X_tr, y_tr, X_val, y_val, *, horizon_days: int, params: dict) -
     a = np.asarray(y_val, dtype="float64")
     models, preds = {}, {}
     for name, extra in cands.items():
-        models[name] = make_value_model({"horizon_days": horizon_days, **params, **extra}).fit(X_tr, y_tr)
+        # candidates are compared on point forecasts only: no interval levels (one fit fewer each)
+        models[name] = make_value_model({"horizon_days": horizon_days, **params, **extra,
+                                         "calibrate_intervals": False}).fit(X_tr, y_tr)
         preds[name] = models[name].predict(X_val)
     name, full, why = one_se_choice(preds, lambda p, rows: M.normalized_gini(a[rows], p[rows]),
                                     greater_is_better=True)
@@ -502,6 +504,7 @@ def train_value(sp: Split, base: pd.DataFrame, *, as_of, horizon_days: int, cfg:
     for line in choice_lines("value", choice):
         say(line)
     value = make_value_model({"horizon_days": horizon_days, **choice.params}).fit(sp.X_train, v_tr)
+    say(f"value P10/P90 levels: {getattr(value, 'interval_calibration_', 'nominal (calibrate_intervals off)')}")
     value_ref = fix_reference(value, sp.X_train)
     pred = value.predict(sp.X_val)
     vb = {"naive": M.value_metrics(v_val, base["naive_value"]), "btyd": M.value_metrics(v_val, base["btyd_value"])}

@@ -20,6 +20,9 @@ Design
   the same inputs, sign-log transformed.
 - expected_value = P(buy) * E[spend | buy] is a mean forecast: its sum is the expected total.
 - Net returns: a window whose net spend is <= 0 counts as "no buy" (the forecast is >= 0).
+- Intervals (predict_quantiles): zero-inflated gamma around the two parts, its levels
+  recalibrated at fit time on the latest training cutoff held out (models/intervals.py), so that
+  10 % of held-out accounts fell below the P10 and 10 % above the P90.
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import GammaRegressor
@@ -45,6 +47,7 @@ from .churn import (
     make_churn_baseline,
 )
 from .common import merge_params
+from .intervals import pit_bounds, pit_quantiles, recalibrated_levels, zero_inflated_gamma_quantiles
 from .transformers import ColumnSubset, NumericSelector, SignedLog1p
 
 __all__ = [
@@ -82,6 +85,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "glm_alpha": 1e-4,
     "min_spend": 1.0,          # buyers' spend is floored here before the gamma fit (gamma needs > 0)
     "signed": True,            # P(buy) GLM's purchase and spend rates bounded to BUY_SIGNS
+    "calibrate_intervals": True,  # learn the P10/P90 levels on a held-out cutoff (one more fit)
 }
 
 
@@ -91,12 +95,21 @@ class TwoPartValue(RegressorMixin, BaseEstimator):
     classifier: fitted on (X, y > 0); its predict_proba(X)[:, 1] is P(buy).
     regressor:  fitted on the rows with y > 0, target max(y, min_spend); predictions are
                 floored at 0.
+    calibrate_intervals: learn predict_quantiles' levels at fit time. With a `cutoff` index
+                level in X (snapshots) a copy is fitted on the cutoffs at least
+                interval_gap_days before the latest one (at most half the span: deployed, the
+                model scores that long after its newest cutoff) and the latest cutoff is held
+                out; without one, on the training rows themselves (in-sample, optimistic).
+                interval_calibration_ says which.
     """
 
-    def __init__(self, classifier=None, regressor=None, min_spend: float = 1.0):
+    def __init__(self, classifier=None, regressor=None, min_spend: float = 1.0, calibrate_intervals: bool = True,
+                 interval_gap_days: float = 0.0):
         self.classifier = classifier
         self.regressor = regressor
         self.min_spend = min_spend
+        self.calibrate_intervals = calibrate_intervals
+        self.interval_gap_days = interval_gap_days
 
     def fit(self, X, y, sample_weight=None):
         if self.classifier is None or self.regressor is None:
@@ -121,10 +134,41 @@ class TwoPartValue(RegressorMixin, BaseEstimator):
         # spread of the per-account intervals; shape = 1 / dispersion.
         mu = np.maximum(np.asarray(self.regressor_.predict(Xb), dtype="float64"), self.min_spend)
         self.spend_dispersion_ = float(np.mean(((np.maximum(y[buy], self.min_spend) - mu) / mu) ** 2))
+        if self.calibrate_intervals:
+            self._fit_interval_levels(X, y, sample_weight)
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _holdout(self, X, y) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """(rows to fit the copy on, held-out rows, description), or None when X has no cutoff
+        index level or the split leaves no buyers/non-buyers to fit on."""
+        if not isinstance(X, pd.DataFrame) or "cutoff" not in (X.index.names or []):
+            return None
+        c = pd.DatetimeIndex(X.index.get_level_values("cutoff"))
+        last = c.max()
+        gap = min(pd.Timedelta(days=float(self.interval_gap_days)), (last - c.min()) / 2)
+        fit, held = np.asarray((c < last) & (c <= last - gap)), np.asarray(c == last)
+        if not fit.any() or (y[fit] > 0).all() or not (y[fit] > 0).any():
+            return None
+        return fit, held, (f"held-out cutoff {last.date()} ({held.sum():,} rows); copy fitted on "
+                           f"{c[fit].nunique()} cutoffs up to {c[fit].max().date()}")
+
+    def _fit_interval_levels(self, X, y, sample_weight) -> None:
+        """interval_pit_at_ / interval_pit_below_: held-out F(y) and F(y-) at PIT_GRID (see
+        models/intervals.py); unweighted (they count accounts, as coverage does)."""
+        split = self._holdout(X, y)
+        if split is None:
+            model, Xh, yh = self, X, y
+            self.interval_calibration_ = f"in-sample ({len(y):,} training rows: no earlier cutoff to hold out from)"
+        else:
+            fit, held, self.interval_calibration_ = split
+            sw = None if sample_weight is None else np.asarray(sample_weight)[fit]
+            model = clone(self).set_params(calibrate_intervals=False).fit(X[fit], y[fit], sample_weight=sw)
+            Xh, yh = X[held], y[held]
+        at, below = pit_bounds(yh, model.predict_buy_proba(Xh), model.predict_spend(Xh), model.spend_dispersion_)
+        self.interval_pit_at_, self.interval_pit_below_ = pit_quantiles(at, below)
 
     def predict_buy_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "classifier_")
@@ -142,27 +186,17 @@ class TwoPartValue(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return self.predict_buy_proba(X) * self.predict_spend(X) * self.level_
 
-    def predict_quantiles(self, X, quantiles=(0.1, 0.9)) -> np.ndarray:
+    def predict_quantiles(self, X, quantiles=(0.1, 0.9), recalibrated: bool = True) -> np.ndarray:
         """Per-row quantiles of next-horizon spend (rows x quantiles): no spend with
         probability 1 - P(buy), else gamma with mean E[spend | buy] x level_ and the fitted
-        dispersion."""
+        dispersion, read at the levels learned at fit time (recalibrated=False, or a model
+        fitted without them: at the nominal levels)."""
         check_is_fitted(self, "spend_dispersion_")
+        levels = np.asarray(quantiles, dtype="float64")
+        if recalibrated and hasattr(self, "interval_pit_at_"):
+            levels = recalibrated_levels(levels, self.interval_pit_at_, self.interval_pit_below_)
         return zero_inflated_gamma_quantiles(self.predict_buy_proba(X), self.predict_spend(X) * self.level_,
-                                             self.spend_dispersion_, quantiles)
-
-
-def zero_inflated_gamma_quantiles(p_buy, mean_spend, dispersion: float, quantiles) -> np.ndarray:
-    """Quantiles of Y = 0 w.p. 1 - p, Y ~ Gamma(shape 1/dispersion, mean mean_spend) w.p. p:
-    q <= 1 - p gives 0, above it the gamma quantile at (q - (1 - p)) / p."""
-    p = np.clip(np.asarray(p_buy, dtype="float64"), 0.0, 1.0)
-    m = np.maximum(np.asarray(mean_spend, dtype="float64"), 0.0)
-    shape = 1.0 / max(float(dispersion), 1e-9)
-    out = np.zeros((len(p), len(quantiles)))
-    for j, q in enumerate(quantiles):
-        inner = np.where(p > 0, (q - (1.0 - p)) / np.where(p > 0, p, 1.0), 0.0)
-        pos = inner > 0
-        out[pos, j] = stats.gamma.ppf(np.minimum(inner[pos], 1.0 - 1e-12), shape, scale=m[pos] / shape)
-    return out
+                                             self.spend_dispersion_, levels)
 
 
 def _route(est, kw: dict) -> dict:
@@ -197,7 +231,8 @@ def make_value_model(params: dict | None = None) -> TwoPartValue:
     clf = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"])
                    + glm_steps(p["glm_features"], C=p["C"], signs=BUY_SIGNS if p["signed"] else None))
     reg = Pipeline(feature_steps(p["horizon_days"], p["time_unit_days"]) + spend_steps(p))
-    return TwoPartValue(classifier=clf, regressor=reg, min_spend=p["min_spend"])
+    return TwoPartValue(classifier=clf, regressor=reg, min_spend=p["min_spend"],
+                        calibrate_intervals=p["calibrate_intervals"], interval_gap_days=float(p["horizon_days"]))
 
 
 def make_value_baseline() -> TwoPartValue:

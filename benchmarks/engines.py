@@ -10,7 +10,9 @@ For each size (rows / customers) of synthetic transactions (with cost): wall tim
   (count(distinct day)) vs the same aggregates over customer-days first, and (--ibis) that
   customer-days query written as an Ibis expression instead of SQL text;
 and checks that the relational frame equals the numpy one exactly. The last lines print the
-per-row cost ratio largest/smallest size for each engine (1.0 = linear growth).
+per-row cost ratio largest/smallest size for each engine (1.0 = linear growth), and for sizes
+with the same rows and more customers (10M/200k -> 10M/1M) rows/s of each and their per-row
+cost ratio (issue 20, criterion 3: <= 1.5). Under load compare ratios measured in one run.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def ibis_rfm_seconds(con, repeat: int) -> float:
 
 
 def run_size(rows: int, customers: int, *, repeat: int, threads: int | None,
-             with_ibis: bool = False) -> dict[str, float]:
+             with_ibis: bool = False, variants=VARIANTS) -> dict[str, float]:
     """Seconds per engine/variant at one size; asserts the relational frame equals numpy's."""
     tx = synth_transactions(n_rows=rows, n_customers=customers, seed=1)[["customer_id", "timestamp", "amount", "cost"]]
     tables = Tables(tx)
@@ -87,7 +89,7 @@ def run_size(rows: int, customers: int, *, repeat: int, threads: int | None,
     t = {}
     t["numpy all"], want = best_of(repeat, lambda: build_features(tables, as_of=AS_OF))
     t["numpy rfm"], _ = best_of(repeat, lambda: rfm(tx, as_of=AS_OF))
-    for shape, scores in VARIANTS:
+    for shape, scores in variants:
         t[f"duckdb all ({shape}, {scores})"], got = best_of(
             repeat, lambda s=shape, m=scores: relational_features(tables, as_of=AS_OF, con=con, shape=s, scores=m))
         pd.testing.assert_frame_equal(got, want, check_exact=True)
@@ -98,7 +100,9 @@ def run_size(rows: int, customers: int, *, repeat: int, threads: int | None,
     print(f"{rows:,} rows / {customers:,} customers ({len(tx):,} rows generated):")
     for k, v in t.items():
         print(f"  {k:34s} {v:7.2f} s  {len(tx) / v / 1e6:6.2f}M rows/s")
-    print(f"  duckdb all (default) / numpy all = {t['duckdb all (split, counts)'] / t['numpy all']:.2f}", flush=True)
+    default = f"duckdb all ({VARIANTS[0][0]}, {VARIANTS[0][1]})"
+    if default in t:
+        print(f"  duckdb all (default) / numpy all = {t[default] / t['numpy all']:.2f}", flush=True)
     return {k: v / len(tx) for k, v in t.items()}
 
 
@@ -108,13 +112,32 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     ap.add_argument("--ibis", action="store_true", help="also time the RFM query written in Ibis (.[bench])")
+    ap.add_argument("--variants", default=",".join(f"{a}:{b}" for a, b in VARIANTS),
+                    help="relational query variants shape:scores, comma separated (first listed in VARIANTS is the default)")
     args = ap.parse_args()
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    per_row = [run_size(r, c, repeat=args.repeat, threads=args.threads, with_ibis=args.ibis) for r, c in sizes]
-    first, last = per_row[0], per_row[-1]
-    print(f"per-row cost ratio {args.sizes.split(',')[-1]} / {args.sizes.split(',')[0]}:")
-    for k in first:
-        print(f"  {k:34s} {last[k] / first[k]:.2f}")
+    labels = args.sizes.split(",")
+    sizes = [parse_size(s) for s in labels]
+    variants = [tuple(v.split(":")) for v in args.variants.split(",")]
+    per_row = [run_size(r, c, repeat=args.repeat, threads=args.threads, with_ibis=args.ibis, variants=variants)
+               for r, c in sizes]
+    print(f"per-row cost ratio {labels[-1]} / {labels[0]}:")
+    for k in per_row[0]:
+        print(f"  {k:34s} {per_row[-1][k] / per_row[0][k]:.2f}")
+    print_customer_growth(labels, sizes, per_row)
+
+
+def print_customer_growth(labels: list[str], sizes: list[tuple[int, int]], per_row: list[dict[str, float]]) -> None:
+    """Same rows, more customers: rows/s at the fewest and the most customers and the per-row
+    cost ratio (the issue's criterion 3 reads <= 1.5 as linear growth)."""
+    for rows in sorted({r for r, _ in sizes}):
+        at = [i for i, (r, _) in enumerate(sizes) if r == rows]
+        lo, hi = min(at, key=lambda i: sizes[i][1]), max(at, key=lambda i: sizes[i][1])
+        if lo == hi:
+            continue
+        print(f"same rows, more customers: {labels[lo]} -> {labels[hi]} (rows/s, per-row cost ratio):")
+        for k in per_row[lo]:
+            a, b = per_row[lo][k], per_row[hi][k]
+            print(f"  {k:34s} {1 / a / 1e6:6.2f}M -> {1 / b / 1e6:6.2f}M rows/s  ratio {b / a:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features.arrays import as_of_day, day_numbers
+from .features.arrays import as_of_day, day_numbers, money_sum
 
 
 def customer_labels(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.Index) -> pd.DataFrame:
@@ -20,7 +20,9 @@ def customer_labels(txns: pd.DataFrame, *, as_of, horizon_days: int, index: pd.I
     win = (day >= d0) & (day < d0 + horizon_days)
     w = txns.loc[win, ["customer_id", "amount"]].assign(day=day[win])
     ids = w["customer_id"].astype("str")
-    value = w["amount"].groupby(ids).sum()
+    code, keys = pd.factorize(ids)  # net spend is money: summed exactly (money_sum), any row order
+    known = code >= 0
+    value = pd.Series(money_sum(code[known], w["amount"].to_numpy("float64")[known], len(keys)), index=keys)
     pos = w[w["amount"] > 0]
     pdays = pos.groupby(pos["customer_id"].astype("str"))["day"].nunique()
     out = pd.DataFrame(index=pd.Index(index, name="customer_id"))

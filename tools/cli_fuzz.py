@@ -12,6 +12,11 @@ runs in-process in a fresh folder and must end with:
 - its outputs complete (exit 0: every file it names exists and reads back) or absent (exit 2:
   none of them, no temp file, an output that was a folder still a folder).
 
+About half the score, report and forecast cases run on a trained model store (churn and value
+champions trained once per fuzz session on clean synthetic transactions), with their options
+drawn too (--top, --reasons, --rank-by, --by, --period, --periods, some of them invalid), so
+that they also reach a full write; the others meet an empty store and end at its exit-2 paths.
+
     .venv/bin/python tools/cli_fuzz.py [--cases 200] [--seed 19]
 
 Prints the outcome counts (cases, exit codes, commands, mutations) and the first failure;
@@ -65,6 +70,17 @@ def base_tables() -> dict[str, pd.DataFrame]:
     return {n: getattr(s, n).head(400).astype("string").fillna("") for n in TABLE_FILES}
 
 
+# Options drawn for the commands that can run on trained models (a few invalid on purpose).
+MODEL_OPTIONS = {
+    "score": [[], ["--top", "5"], ["--top", "1", "--by", "owner"], ["--by", "region"], ["--by", "colour"],
+              ["--reasons", "none"], ["--reasons", "top:3"], ["--reasons", "top:x"], ["--rank-by", "value_at_risk"],
+              ["--rank-by", "churn_probability"], ["--rank-by", "height"], ["--horizon-days", "30"]],
+    "report": [[], ["--top", "3"], ["--psi-threshold", "0"], ["--horizon-days", "30"]],
+    "forecast": [[], ["--period", "month"], ["--period", "week"], ["--periods", "2", "--by", "owner"],
+                 ["--by", "product"], ["--target", "1000"], ["--periods", "30"]],
+}
+
+
 @dataclass
 class Case:
     command: str
@@ -72,6 +88,8 @@ class Case:
     output: str
     deals_out: bool = False
     planned: list[str] = field(default_factory=list)
+    trained: bool = False  # run on the session's trained store (score, report, forecast)
+    options: list[str] = field(default_factory=list)
 
 
 def _mutation():
@@ -83,10 +101,31 @@ def _mutation():
 def cases(draw) -> Case:
     command = draw(st.sampled_from(sorted(COMMANDS)))
     need, may = COMMANDS[command]
+    trained = command in MODEL_OPTIONS and draw(st.booleans())
     chosen = list(need) + [t for t in may if draw(st.booleans())]
-    # about half the tables clean, so that cases also reach the writes (exit 0)
-    tables = {t: draw(st.one_of(st.just([]), st.lists(_mutation(), min_size=1, max_size=2))) for t in chosen}
-    return Case(command, tables, draw(st.sampled_from(OUTPUTS)), deals_out=draw(st.booleans()))
+    # about half the tables clean (two thirds on the trained store), so that cases also reach
+    # the writes (exit 0)
+    clean = [st.just([])] * (2 if trained else 1)
+    tables = {t: draw(st.one_of(*clean, st.lists(_mutation(), min_size=1, max_size=2))) for t in chosen}
+    # on the trained store two thirds of the outputs are plain files, so that full writes are reached
+    good = [st.sampled_from(("csv", "xlsx", "parquet"))] * (2 if trained else 0)
+    case = Case(command, tables, draw(st.one_of(*good, st.sampled_from(OUTPUTS))), deals_out=draw(st.booleans()))
+    if trained:
+        case.trained, case.options = True, draw(st.sampled_from(MODEL_OPTIONS[command]))
+    return case
+
+
+def trained_store(folder: Path) -> str:
+    """Churn and value champions trained on clean synthetic transactions (the fuzz tables'
+    columns and dates) into `folder`; its tracking URI."""
+    s = synthesize(n_customers=300, start="2023-01-01", end="2024-12-31", seed=19)
+    s.transactions.to_csv(folder / "t.csv", index=False)
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with _cwd(folder):
+        res = CliRunner().invoke(app, ["train", "-t", "t.csv", "--as-of", AS_OF, "--tracking-uri", uri])
+    if res.exit_code != 0:
+        raise RuntimeError(f"training the fuzz store failed (exit {res.exit_code}):\n{res.output[-3000:]}")
+    return uri
 
 
 def mutate(df: pd.DataFrame, muts: list[tuple]) -> bytes:
@@ -168,8 +207,8 @@ def command_args(case: Case, root: Path, store: str) -> list[str]:
     if case.command in ("score", "report"):
         args += ["--tracking-uri", store]
     if case.command == "forecast":
-        args += ["--no-track"]
-    return args + out_args(case, root)
+        args += ["--tracking-uri", store] if case.trained else ["--no-track"]
+    return args + case.options + out_args(case, root)
 
 
 def digest(root: Path, names) -> dict[str, str]:
@@ -189,8 +228,10 @@ def readable(path: Path) -> bool:
     return True
 
 
-def check_case(case: Case, base: dict[str, pd.DataFrame], store: str, counts: Counter) -> None:
-    """Run one case in a fresh folder; AssertionError naming what went wrong."""
+def check_case(case: Case, base: dict[str, pd.DataFrame], store: str, counts: Counter, trained: str | None = None) -> None:
+    """Run one case in a fresh folder (on the `trained` store when the case says so);
+    AssertionError naming what went wrong."""
+    store = trained if case.trained and trained else store
     with tempfile.TemporaryDirectory(prefix="ka-fuzz-") as tmp, _cwd(Path(tmp)):
         root = Path(tmp)
         for t, muts in case.tables.items():
@@ -203,6 +244,7 @@ def check_case(case: Case, base: dict[str, pd.DataFrame], store: str, counts: Co
         code = res.exit_code
         counts[f"exit {code}"] += 1
         counts[f"command {case.command}"] += 1
+        counts[f"{case.command}{' (trained)' if case.trained else ''} exit {code}"] += 1
         for muts in case.tables.values():
             counts.update(f"mutation {m[0]}" for m in muts)
         where = f"{' '.join(args)} (mutations {case.tables})"
@@ -232,9 +274,10 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
-def fuzz(n_cases: int, seed_value: int, store: str) -> Counter:
-    """Run `n_cases` drawn cases; returns the counts (raises on the first failing case,
-    after hypothesis shrank it)."""
+def fuzz(n_cases: int, seed_value: int, store: str, trained: str | None = None) -> Counter:
+    """Run `n_cases` drawn cases, those drawn as trained on the `trained` store (a tracking URI
+    from trained_store; None: the empty `store` for every case); returns the counts (raises on
+    the first failing case, after hypothesis shrank it)."""
     base, counts = base_tables(), Counter()
 
     @seed(seed_value)
@@ -243,7 +286,7 @@ def fuzz(n_cases: int, seed_value: int, store: str) -> Counter:
     @given(cases())
     def one(case: Case) -> None:
         counts["cases"] += 1
-        check_case(case, base, store, counts)
+        check_case(case, base, store, counts, trained)
 
     one()
     return counts
@@ -254,9 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=200)
     ap.add_argument("--seed", type=int, default=19)
     a = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ka-fuzz-store-") as store_dir:
+    with tempfile.TemporaryDirectory(prefix="ka-fuzz-store-") as store_dir, \
+            tempfile.TemporaryDirectory(prefix="ka-fuzz-trained-") as trained_dir:
+        trained = trained_store(Path(trained_dir))
         try:
-            counts = fuzz(a.cases, a.seed, f"sqlite:///{store_dir}/mlflow.db")
+            counts = fuzz(a.cases, a.seed, f"sqlite:///{store_dir}/mlflow.db", trained)
         except AssertionError as e:
             print(f"FAILED: {e}")
             return 1

@@ -2,7 +2,7 @@
 processes at random moments and check what a user would see.
 
     .venv/bin/python tools/signal_stress.py [--command train|score|demo] [--n 30] [--seed 0]
-        [--after TEXT] [--max-delay S] [--workdir /tmp/ka-signal-stress]
+        [--after TEXT] [--max-delay S] [--signal both|INT|TERM] [--workdir /tmp/ka-signal-stress]
 
 Each run is signalled after a random delay, counted from the first output line containing
 --after (train: "training" by default; score and demo: from process start, so some signals
@@ -38,6 +38,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--after", default=None, help="count the delay from the first line containing this")
     ap.add_argument("--max-delay", type=float, default=None, help="upper end of the random delay (s)")
+    ap.add_argument("--signal", choices=("both", "INT", "TERM"), default="both",
+                    help="send SIGINT or SIGTERM at random (both, the default), or only one of them")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ka-signal-stress"))
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -49,7 +51,9 @@ def main() -> int:
     for i in range(a.n):
         low, high = DELAY[a.command]
         delay = rng.uniform(low, high if a.max_delay is None else a.max_delay)
-        sig = rng.choice([signal.SIGINT, signal.SIGTERM])
+        sig = rng.choice([signal.SIGINT, signal.SIGTERM])  # drawn either way: a seed gives the same delays
+        if a.signal != "both":
+            sig = signal.Signals[f"SIG{a.signal}"]
         out_file = root / "out" / "s.csv"
         earlier = out_file.read_bytes() if out_file.exists() else None
         after = a.after if a.after is not None else ("training" if a.command == "train" else None)

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .sql import source_label
 
-TABLES = ("transactions", "customers", "invoices", "opportunities", "stage_history")
-TableName = Literal["transactions", "customers", "invoices", "opportunities", "stage_history"]
+TABLES = ("transactions", "customers", "invoices", "opportunities", "stage_history", "opportunity_snapshots",
+          "targets")
+TableName = Literal["transactions", "customers", "invoices", "opportunities", "stage_history", "opportunity_snapshots",
+                    "targets"]
 
 
 # Dates a command accepts (as_of, backtest bounds): pandas' nanosecond timestamps end in 2262.
@@ -211,6 +213,16 @@ def expand_path(value: str) -> str:
     if unset:
         raise ValueError(f"'{value}': environment variable {unset.group(0)} is not set")
     return out
+
+
+def expand_option(value: str, option: str) -> str:
+    """A path given on the command line, expanded by the same rule as a pipeline's paths
+    (expand_path), so a path means the same in a YAML and on the command line; an unset ${VAR}
+    is bad input naming the option."""
+    try:
+        return expand_path(value)
+    except ValueError as e:
+        raise ConfigError(f"{option} {e}") from None
 
 
 def _step_params(i: int, name: str, params: Any) -> dict[str, Any] | None:

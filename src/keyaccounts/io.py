@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import re
 import stat
-import tempfile
 import warnings
 from collections.abc import Callable
 from io import BytesIO, StringIO
@@ -381,30 +379,9 @@ def write_figure(fig, path: str | Path, dpi: int = 110) -> Path:
 
 def write_directory(path: str | Path, write: Callable[[Path], None]) -> Path:
     """A folder output (e.g. Spark's Parquet part files): write(tmp) fills a temp folder beside
-    `path`, which then replaces `path` (rename), so readers never see a half-written folder."""
-    import shutil
-    p = outputs.check_output_path(path, option="output", folder_ok=True)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
-    old = p.with_name(f".{p.name}.old")
-
-    def remove(q: Path) -> None:
-        if q.is_dir() and not q.is_symlink():
-            shutil.rmtree(q, ignore_errors=True)
-        else:
-            q.unlink(missing_ok=True)
-    try:
-        shutil.rmtree(tmp)  # the writer creates it
-        write(tmp)
-        if p.exists() or p.is_symlink():
-            remove(old)
-            os.replace(p, old)  # a previous file or folder of that name
-        os.replace(tmp, p)
-        remove(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return p
+    `path`, which replaces `path` (rename) with the command's other outputs when all succeeded
+    (outputs.write_folder_atomic), so readers never see a half-written folder."""
+    return outputs.write_folder_atomic(path, write)
 
 
 def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, fmt: str = "csv") -> dict[str, Path]:
@@ -425,10 +402,11 @@ def check_output_format(path: str | Path) -> str:
     return kind
 
 
-def check_outputs(steps: list[tuple[str, dict, str]], inputs=()) -> list[Path]:
+def check_outputs(steps: list[tuple[str, dict, str]], inputs=(), spark_steps=()) -> list[Path]:
     """Every file the given steps (step name, params, label prefix) will write, checked before
     any work starts: the format by extension, and the path (outputs.check_output_set: not an
-    input, not a folder or device, not a system location, a writable folder, no two the same)."""
+    input, not a folder or device, not a system location, a writable folder, no two the same).
+    `spark_steps`: the label prefixes of steps on Spark, whose Parquet outputs are folders."""
     files: dict[str, Path] = {}
     for step, params, where in steps:
         files.update(outputs.planned_outputs(step, params, where))
@@ -439,4 +417,5 @@ def check_outputs(steps: list[tuple[str, dict, str]], inputs=()) -> list[Path]:
             check_output_format(f)
         except InputError as e:
             raise InputError(f"{label}: {e.message}", file=e.file) from None
-    return outputs.check_output_set(files, inputs)
+    folders = [label for label in files if any(label.startswith(w) for w in spark_steps)]
+    return outputs.check_output_set(files, inputs, folders)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 import uuid
@@ -103,14 +104,24 @@ def check_output_path(path: str | Path, *, inputs: Iterable[str | Path] = (), op
     return target
 
 
-def check_output_set(outputs: dict[str, str | Path], inputs: Iterable[str | Path] = ()) -> list[Path]:
-    """check_output_path for each `option -> path`, and no two options naming one file."""
+def is_folder_output(path: str | Path) -> bool:
+    """A Spark output written as a folder of part files (.parquet, .pq or no suffix)."""
+    return Path(str(path)).suffix.lower() in (".parquet", ".pq", "")
+
+
+def check_output_set(outputs: dict[str, str | Path], inputs: Iterable[str | Path] = (),
+                     folders: Iterable[str] = ()) -> list[Path]:
+    """check_output_path for each `option -> path`, and no two options naming one file. The
+    options in `folders` are Spark folder outputs: an existing folder there (a previous run's
+    Parquet parts) is replaced, not refused."""
     inputs = [i for i in inputs if i]
+    folders = set(folders)
     seen: dict[Path, str] = {}
     for option, path in outputs.items():
         if not path:
             continue
-        target = check_output_path(path, inputs=inputs, option=option)
+        target = check_output_path(path, inputs=inputs, option=option,
+                                   folder_ok=option in folders and is_folder_output(path))
         if target in seen:
             raise InputError(f"{option} and {seen[target]} name the same output file", file=str(path))
         seen[target] = option
@@ -176,6 +187,27 @@ def _made_folders(folder: Path) -> list[Path]:
     return missing
 
 
+def _remove(path: Path) -> None:
+    """A temp or kept file, link or folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _temp_folder_beside(path: Path, write: Callable[[Path], None]) -> Path:
+    """write(tmp) creates and fills a temp folder in `path`'s folder (Spark makes the folder
+    itself); removed again on any failure."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp.rmdir()
+        write(tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
 def _temp_beside(path: Path, write: Callable[[Path], None]) -> Path:
     """write(tmp) into a temp file in `path`'s folder; removed again on any failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -201,13 +233,16 @@ class OutputSet:
     def add_input(self, path: str | Path) -> None:
         self.inputs |= _same_targets(path)
 
-    def stage(self, path: Path, write: Callable[[Path], None]) -> None:
-        target = check_output_path(path, inputs=self.inputs, option="output")
+    def stage(self, path: Path, write: Callable[[Path], None], *, folder: bool = False) -> Path:
+        """Stage one output (`folder`: write(tmp) makes a folder, e.g. Spark's Parquet parts);
+        returns the entry it will replace."""
+        target = check_output_path(path, inputs=self.inputs, option="output", folder_ok=folder)
         self.folders += _made_folders(target.parent)
         old = self.staged.pop(target, None)
         if old is not None:
-            old.unlink(missing_ok=True)  # written twice in one command: the last one counts
-        self.staged[target] = _temp_beside(target, write)
+            _remove(old)  # written twice in one command: the last one counts
+        self.staged[target] = (_temp_folder_beside if folder else _temp_beside)(target, write)
+        return target
 
     def commit(self) -> None:
         """Rename every temp file onto its target; if one rename fails, put back the targets
@@ -215,7 +250,7 @@ class OutputSet:
         done: list[tuple[Path, Path | None]] = []
         try:
             for target, tmp in list(self.staged.items()):
-                done.append((target, _keep(target)))
+                done.append((target, _keep(target, move=tmp.is_dir())))
                 os.replace(tmp, target)
                 del self.staged[target]
         except BaseException:
@@ -226,12 +261,12 @@ class OutputSet:
             raise
         for _, kept in done:
             if kept is not None:
-                kept.unlink(missing_ok=True)
+                _remove(kept)
 
     def abort(self) -> None:
         for tmp in self.staged.values():
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                _remove(tmp)
         self.staged.clear()
         for folder in self.folders:  # deepest first
             with contextlib.suppress(OSError):
@@ -244,20 +279,26 @@ def _put_back(target: Path, kept: Path | None, *, replaced: bool) -> None:
     removed when there was none before."""
     if kept is None:
         if replaced:
-            target.unlink()
+            _remove(target)
         return
     if not os.path.islink(kept) and os.path.lexists(target) and os.path.samefile(kept, target):
         kept.unlink()  # not replaced yet; rename() between two links of one file would do nothing
         return
+    if replaced and target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)  # a rename cannot replace a folder that holds files
     os.replace(kept, target)
 
 
-def _keep(target: Path) -> Path | None:
+def _keep(target: Path, *, move: bool = False) -> Path | None:
     """A hard link to the current file at `target` (None when there is none) so a failed
-    commit can put it back."""
+    commit can put it back; a folder (or anything a folder output replaces, `move`) is moved
+    aside instead: folders have no hard links, and a rename cannot replace one holding files."""
     if not os.path.lexists(target):
         return None
     kept = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.bak.tmp")
+    if move or (target.is_dir() and not target.is_symlink()):
+        os.replace(target, kept)
+        return kept
     try:
         os.link(target, kept, follow_symlinks=False)  # a symlink output is kept as the link
     except OSError:
@@ -310,6 +351,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(_temp_beside(target, write), target)
 
 
+def write_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """One folder output (write(tmp) creates it): staged in the open transaction and renamed
+    with the command's other outputs, else renamed at once; a failure leaves what was at
+    `path` as it was."""
+    tx = current()
+    if tx is not None:
+        return tx.stage(Path(path), write, folder=True)
+    with transaction() as tx:
+        return tx.stage(Path(path), write, folder=True)
+
+
 def score_deals_path(out: str | Path) -> Path:
     """The default open-deals list of `score`: OUT with '_deals' added to the name."""
     out = Path(out)
@@ -335,11 +387,12 @@ def planned_outputs(step: str, params: dict, where: str = "") -> dict[str, Path]
     elif step == "features" and params.get("deals_out"):
         files[label("deals_out")] = Path(params["deals_out"])
     elif step == "forecast" and params.get("backtest"):
-        for s in ("_summary", "_calibration"):
+        for s in ("_summary", "_calibration", "_reps"):   # _reps only with opportunity_snapshots
             files[f"{label('out')} ({s[1:]})"] = sibling(out, s)
         files[f"{label('out')} (chart)"] = sibling(out, "", ".png")
     elif step == "forecast":
-        for s in ("_funnel", "_deals"):
+        # _owners, _disagreements, _reps only when grouped by owner, with rep calls, with snapshots
+        for s in ("_funnel", "_deals", "_owners", "_disagreements", "_reps"):
             files[f"{label('out')} ({s[1:]})"] = sibling(out, s)
     elif step == "report":
         check_report_path(out, label("out"))

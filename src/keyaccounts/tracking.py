@@ -65,6 +65,11 @@ class TrackingUnavailable(InputError):
 
 
 _QUIET = False
+# Every run this process starts carries this tag. A signal that lands inside mlflow.start_run,
+# after the run was created RUNNING but before it became the active run, leaves a run that
+# neither active_run() nor last_active_run() knows (seen as a `keyaccounts-churn` run left
+# RUNNING by a SIGTERM during `train`); after an interrupt such runs are found by this tag.
+_PROCESS_TAG = ("keyaccounts.process", uuid.uuid4().hex)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -466,6 +471,19 @@ def _end_running_killed(mlflow) -> None:
         last = mlflow.last_active_run()
         if last is not None and last.info.status == "RUNNING":
             mlflow.MlflowClient().set_terminated(last.info.run_id, "KILLED")
+    try:
+        client = mlflow.MlflowClient()
+        ids = [e.experiment_id for e in client.search_experiments()]
+        key, value = _PROCESS_TAG
+        for run in client.search_runs(ids, filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'RUNNING'"):
+            client.set_terminated(run.info.run_id, "KILLED")
+    except Exception as err:  # noqa: BLE001 - reported, the interrupt goes on
+        _cleanup_failed("end this command's RUNNING MLflow runs as KILLED", err)
+
+
+def _own_run_tags() -> dict[str, str]:
+    """Tags for mlflow.start_run: the process tag that _end_running_killed searches by."""
+    return dict([_PROCESS_TAG])
 
 
 def check_card_features(model: Any, card: dict, where: str) -> None:
@@ -709,8 +727,8 @@ class Tracker:
         with self._mlflow() as mlflow, self._champion_kept_on_interrupt(name):
             exp_id = self._experiment_id(f"keyaccounts-{tm.family}")
             as_of = tm.params.get("as_of")
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}" + (f"@{as_of}" if as_of else "")) as run, \
-                    _killed_on_interrupt(mlflow):
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}" + (f"@{as_of}" if as_of else ""),
+                                  tags=_own_run_tags()) as run, _killed_on_interrupt(mlflow):
                 run_id = run.info.run_id
                 params = _flatten(tm.params)
                 params.update(family=tm.family, horizon_days=str(tm.horizon_days),
@@ -1018,7 +1036,8 @@ class Tracker:
             # the pickle-trust and input-example notes repeat on every training; the README says it once
             logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
             with warnings.catch_warnings(), mlflow.start_run(experiment_id=self._experiment_id(SCORER_NAME),
-                                  run_name=f"scorer-{horizon_days}d") as run, _killed_on_interrupt(mlflow):
+                                  run_name=f"scorer-{horizon_days}d", tags=_own_run_tags()) as run, \
+                    _killed_on_interrupt(mlflow):
                 warnings.simplefilter("ignore", UserWarning)
                 mlflow.log_params(tags)
                 info = mlflow.pyfunc.log_model(
@@ -1075,7 +1094,8 @@ class Tracker:
         """One finished run in `experiment` with these params, tags and metrics; its id."""
         with self._mlflow() as mlflow:
             exp_id = self._experiment_id(experiment)
-            with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run, _killed_on_interrupt(mlflow):
+            with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=_own_run_tags()) as run, \
+                    _killed_on_interrupt(mlflow):
                 mlflow.log_params({k: redact_url(v) for k, v in params.items()})
                 if tags:
                     mlflow.set_tags(tags)

@@ -90,14 +90,27 @@ SPECS: dict[str, TableSpec] = {
         numbers=("amount",), key="invoice_id", attributable_by="customer_id"),
     "opportunities": TableSpec(
         "opportunities", ("opportunity_id", "created_date", "stage", "amount"),
-        ("customer_id", "owner", "product", "expected_close_date", "closed_date", "outcome"),
-        ids=("opportunity_id", "customer_id", "owner", "product", "stage", "outcome"),
-        dates=("created_date", "expected_close_date", "closed_date"), numbers=("amount",),
+        ("customer_id", "owner", "product", "expected_close_date", "closed_date", "outcome", "rep_probability",
+         "rep_category"),
+        ids=("opportunity_id", "customer_id", "owner", "product", "stage", "outcome", "rep_category"),
+        dates=("created_date", "expected_close_date", "closed_date"), numbers=("amount", "rep_probability"),
         key="opportunity_id", attributable_by="opportunity_id", nullable=("amount",)),
     "stage_history": TableSpec(
         "stage_history", ("opportunity_id", "stage", "changed_at"), (),
         ids=("opportunity_id", "stage"), dates=("changed_at",), attributable_by="opportunity_id"),
+    # the rep's weekly calls: one row per open deal and snapshot (the forecast call's history)
+    "opportunity_snapshots": TableSpec(
+        "opportunity_snapshots", ("opportunity_id", "snapshot_date", "rep_probability"),
+        ("owner", "stage", "amount", "expected_close_date", "rep_category"),
+        ids=("opportunity_id", "owner", "stage", "rep_category"), dates=("snapshot_date", "expected_close_date"),
+        numbers=("amount", "rep_probability"), attributable_by="opportunity_id"),
+    # revenue target per owner and period ('2017Q3', '2017-07' or a date inside the period)
+    "targets": TableSpec(
+        "targets", ("owner", "period", "target"), (), ids=("owner", "period"), numbers=("target",),
+        attributable_by="owner"),
 }
+# the rep's forecast categories (rep_category), spelled as the forecast's own categories
+REP_CATEGORIES = ("commit", "best_case", "pipeline", "omitted")
 
 _OUTCOMES = {"won": "won", "win": "won", "closed won": "won", "lost": "lost", "loss": "lost",
              "lose": "lost", "closed lost": "lost"}
@@ -129,14 +142,18 @@ def schema(name: str, stages: StageConfig | None = None) -> pa.DataFrameSchema:
         elif c in spec.numbers:
             dtype = "float64"
             checks.append(pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite"))
-            if name in ("invoices", "opportunities") or c in ("credit_limit",):
+            if name in ("invoices", "opportunities", "opportunity_snapshots", "targets") or c in ("credit_limit",):
                 # a plain Check: pandera's Check.ge ignores `name`, and the name is the message
                 checks.append(pa.Check(lambda s: s >= 0, name=f"{c} not negative"))
+            if c == "rep_probability":
+                checks.append(pa.Check(lambda s: s <= 1, name="rep_probability between 0 and 1"))
         if c == "stage" and stages is not None:
             allowed = sorted(set(stages.canonical().values()))
             checks.append(pa.Check.isin(allowed, name="known stage"))
         if c == "outcome":
             checks.append(pa.Check.isin(["won", "lost"], name="outcome is won/lost/blank"))
+        if c == "rep_category":
+            checks.append(pa.Check.isin(list(REP_CATEGORIES)))   # named by its values in the message
         cols[c] = pa.Column(dtype, checks=checks, nullable=nullable, required=required)
     df_checks = []
     if name == "invoices":
@@ -461,6 +478,8 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
         df = _stages(df, raw_view, file, stages)
     if name == "opportunities":
         df = _outcomes(df, raw_view, file)
+    if "rep_category" in df.columns:
+        df["rep_category"] = rep_categories(df["rep_category"])
 
     if spec.key:
         dupkey = df[spec.key].duplicated(keep=False)
@@ -476,7 +495,7 @@ def prepare_table(raw: pd.DataFrame, name: str, *, file: str, mapping: dict[str,
     if name == "transactions":
         cats = np.sort(df["customer_id"].unique())
         df["customer_id"] = pd.Categorical(df["customer_id"], categories=cats)
-    if as_of is not None:
+    if as_of is not None and spec.dates:   # targets carry no date
         date_col = spec.dates[0]
         n_future = int((df[date_col] >= pd.Timestamp(as_of)).sum()) if date_col in df.columns else 0
         if n_future:
@@ -537,6 +556,17 @@ def _stages(df: pd.DataFrame, raw_view: pd.DataFrame, file: str, stages: StageCo
                               f"known: {sorted(set(canon))}")
     df["stage"] = norm.astype("str")
     return df
+
+
+def rep_categories(s: pd.Series) -> pd.Series:
+    """rep_category spellings ('Best Case', 'best-case', 'omit') as REP_CATEGORIES; anything
+    else is kept as written, for the schema check to name."""
+    def one(v):
+        if not isinstance(v, str):
+            return v
+        k = re.sub(r"[\s_-]+", "_", v.strip().lower())
+        return {"omit": "omitted", "bestcase": "best_case", "best": "best_case"}.get(k, k)
+    return s.map(one).astype("str")
 
 
 def _outcomes(df: pd.DataFrame, raw_view: pd.DataFrame, file: str) -> pd.DataFrame:

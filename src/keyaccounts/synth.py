@@ -612,3 +612,81 @@ def ramping_funnel(*, seed: int = 0, start: str = "2023-01-01", end: str = "2023
         "closed_date": _dates(s, np.where(won, won_day, np.nan)),
         "outcome": pd.array(np.where(won, STAGE_WON, None), dtype="str"),
     })
+
+
+# ------------------------------------------------------------------ the reps' forecast calls
+
+_REP_SIGNAL = 0.8    # logit shift a rep's private knowledge of the eventual outcome adds
+_REP_NOISE = 0.4     # sd of the rep's per-call logit noise
+_REP_CUTS = ((0.7, "commit"), (0.4, "best_case"), (0.15, "pipeline"))   # else omitted
+
+
+def default_optimism(owner_names) -> dict[str, float]:
+    """The reps' known optimism for `rep_calls`: the first owner calls 0.3 higher than an honest
+    rep (an optimist), the second 0.2 lower (a sandbagger), the others honest."""
+    names = sorted(set(map(str, owner_names)))
+    return {n: (0.3 if i == 0 else -0.2 if i == 1 else 0.0) for i, n in enumerate(names)}
+
+
+def _stage_win_share(opps: pd.DataFrame, hist: pd.DataFrame) -> dict[str, float]:
+    """Per open stage: share of the closed deals that passed through it and were won."""
+    won = opps.set_index("opportunity_id")["outcome"]
+    h = hist[hist["stage"].isin(STAGES_OPEN)].assign(outcome=lambda d: d["opportunity_id"].map(won))
+    h = h[h["outcome"].notna()]
+    return (h["outcome"] == STAGE_WON).groupby(h["stage"]).mean().to_dict()
+
+
+def _rep_category(p: np.ndarray) -> np.ndarray:
+    out = np.full(len(p), "omitted", dtype=object)
+    for cut, name in reversed(_REP_CUTS):
+        out[p >= cut] = name
+    return out
+
+
+def rep_calls(tables: SynthTables, *, every_days: int = 7, optimism: dict[str, float] | None = None,
+              seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reps' weekly forecast calls on the synthetic funnel: (opportunities with
+    rep_probability and rep_category on the deals open at the last snapshot, the
+    opportunity_snapshots table). At each snapshot (every `every_days` from the first deal's
+    creation) each open deal gets a call: an honest rep's probability is the stage's win share
+    moved by what the rep knows (logit +-0.8: whether the deal will be won by the end of the
+    quarter of its expected close date, the snapshot's when past due; noise sd 0.4); the rep's
+    `optimism` (default `default_optimism`: an optimist +0.3, a sandbagger -0.2) is added, clipped
+    to 0.01..0.99; the category follows the probability (commit >= 0.7, best_case >= 0.4,
+    pipeline >= 0.15, else omitted). Same arguments, same frames."""
+    opps, hist = tables.opportunities, tables.stage_history
+    optimism = default_optimism(opps["owner"].dropna().unique()) if optimism is None else optimism
+    rng = np.random.default_rng(seed)
+    first, last = opps["created_date"].min(), hist["changed_at"].max()
+    dates = pd.date_range(first + pd.Timedelta(days=every_days), last, freq=f"{every_days}D")
+    grid = pd.DataFrame({"snapshot_date": np.repeat(dates.to_numpy(), len(opps)),
+                         "opportunity_id": np.tile(opps["opportunity_id"].to_numpy(dtype=object), len(dates))})
+    o = opps.set_index("opportunity_id")
+    created = grid["opportunity_id"].map(o["created_date"])
+    closed = grid["opportunity_id"].map(o["closed_date"])
+    grid = grid[(created < grid["snapshot_date"]) & (closed.isna() | (closed >= grid["snapshot_date"]))]
+    h = hist.sort_values("changed_at", kind="stable").rename(columns={"changed_at": "snapshot_date"})
+    grid = pd.merge_asof(grid.sort_values("snapshot_date", kind="stable"), h,
+                         on="snapshot_date", by="opportunity_id", direction="backward", allow_exact_matches=False)
+    grid = grid[grid["stage"].isin(STAGES_OPEN)].sort_values(["snapshot_date", "opportunity_id"], ignore_index=True)
+    share = _stage_win_share(opps, hist)
+    base = np.clip(grid["stage"].map(share).astype(float).fillna(0.5).to_numpy(), 0.02, 0.98)
+    # what the rep knows: whether the deal will be won by the end of the quarter it is called for
+    exp = grid["opportunity_id"].map(o["expected_close_date"])
+    called_for = pd.PeriodIndex(exp.where(exp > grid["snapshot_date"], grid["snapshot_date"]), freq="Q")
+    won_by = (grid["opportunity_id"].map(o["outcome"]) == STAGE_WON) \
+        & (grid["opportunity_id"].map(o["closed_date"]) <= called_for.end_time.normalize())
+    know = np.where(won_by, 1.0, -1.0)
+    honest = _sigmoid(np.log(base / (1 - base)) + _REP_SIGNAL * know + rng.normal(0.0, _REP_NOISE, len(grid)))
+    owner = grid["opportunity_id"].map(o["owner"]).astype("str")
+    p = np.clip(honest + owner.map(optimism).fillna(0.0).to_numpy(float), 0.01, 0.99).round(3)
+    snaps = pd.DataFrame({"opportunity_id": grid["opportunity_id"].astype("str"), "snapshot_date": grid["snapshot_date"],
+                          "owner": owner.to_numpy(), "stage": grid["stage"].astype("str"),
+                          "amount": grid["opportunity_id"].map(o["amount"]).astype("float64"),
+                          "expected_close_date": grid["opportunity_id"].map(o["expected_close_date"]),
+                          "rep_probability": p, "rep_category": pd.array(_rep_category(p), dtype="str")})
+    latest = snaps[snaps["snapshot_date"] == snaps["snapshot_date"].max()].set_index("opportunity_id")
+    out = opps.copy()
+    out["rep_probability"] = out["opportunity_id"].map(latest["rep_probability"]).where(out["outcome"].isna())
+    out["rep_category"] = out["opportunity_id"].map(latest["rep_category"]).where(out["outcome"].isna()).astype("str")
+    return out, snaps

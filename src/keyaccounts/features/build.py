@@ -24,6 +24,8 @@ class Tables:
     invoices: pd.DataFrame | None = None
     opportunities: pd.DataFrame | None = None
     stage_history: pd.DataFrame | None = None
+    opportunity_snapshots: pd.DataFrame | None = None   # the reps' forecast calls over time (forecast only)
+    targets: pd.DataFrame | None = None                 # revenue target per owner and period (forecast only)
 
 
 # Families whose missing rows mean "nothing happened" rather than "unknown".

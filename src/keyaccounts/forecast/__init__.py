@@ -10,6 +10,8 @@ from ..config import ForecastConfig
 from .api import run_forecast
 from .backtest import BacktestResult, backtest_chart, run_backtest
 from .core import ALL, ForecastResult, NotEnoughHistory, period_table
+from .repcall import rep_accuracy
+from .step import owner_grouping, owner_outputs
 
 __all__ = ["ForecastConfig", "ForecastResult", "BacktestResult", "NotEnoughHistory", "run_forecast",
-           "run_backtest", "backtest_chart", "period_table", "ALL"]
+           "run_backtest", "backtest_chart", "period_table", "ALL", "rep_accuracy", "owner_grouping", "owner_outputs"]

@@ -31,8 +31,11 @@ from .trend import ConversionTrend, conversion_trend, creation_trend, daily_rate
 ALL = "(all)"
 BY_CHOICES = ("owner", "region", "product")
 QUANTILES = (0.10, 0.50, 0.90)
+CATEGORIES = ("commit", "best_case", "pipeline")
+# the open-pipeline expectation split by the deals' category: existing_from_* sum to existing_pipeline
+EXISTING_BY_CATEGORY = tuple(f"existing_from_{c}" for c in CATEGORIES)
 PERIOD_COLUMNS = ["group", "period", "period_start", "period_end", "closed_won", "existing_pipeline",
-                  "new_pipeline", "expected", "p10", "p50", "p90", "commit", "best_case", "pipeline",
+                  *EXISTING_BY_CATEGORY, "new_pipeline", "expected", "p10", "p50", "p90", "commit", "best_case", "pipeline",
                   "stage_weighted", "stage_weighted_p10", "stage_weighted_p90", "naive", "target", "coverage"]
 
 
@@ -343,10 +346,7 @@ def forecast_once(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataF
     if by is None:
         deals = deals.drop(columns="group")
 
-    cats = {}
-    for name in ("commit", "best_case", "pipeline"):
-        m = (cat == name) & (exp_per >= 0)
-        cats[name] = np.bincount(go[m] * n_per + exp_per[m], weights=amount[m], minlength=cell)
+    cats = category_sums(cat, exp_per, pw, amount, go, n_g, n_per)
 
     rows = []
 
@@ -361,7 +361,7 @@ def forecast_once(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataF
                 "period_end": pt["period_end"].iloc[p], "closed_won": cw[p],
                 "existing_pipeline": ex[:, p].mean(), "new_pipeline": nw[:, p].mean(),
                 "expected": tot[:, p].mean(), "p10": q[0, p], "p50": q[1, p], "p90": q[2, p],
-                "commit": cat_v["commit"][p], "best_case": cat_v["best_case"][p], "pipeline": cat_v["pipeline"][p],
+                **{k: v[p] for k, v in cat_v.items()},
                 "stage_weighted": cw[p] + sw_e[p], "stage_weighted_p10": swq[0, p], "stage_weighted_p90": swq[2, p],
                 "naive": nv,
             })
@@ -401,6 +401,24 @@ def forecast_once(opportunities: pd.DataFrame, *, as_of, stage_history: pd.DataF
         **p_info,
     }
     return ForecastResult(periods=per, funnel=funnel_table(state), deals=deals, info=info)
+
+
+def category_sums(cat: np.ndarray, exp_per: np.ndarray, pw: np.ndarray, amount: np.ndarray, go: np.ndarray,
+                  n_g: int, n_per: int) -> dict[str, np.ndarray]:
+    """Per (group x period) cell: the amounts of the open deals of each category in their most
+    likely close period (commit, best_case, pipeline: the classic category view) and their
+    probability-weighted expectation per period (existing_from_*: P(won in that period) x amount,
+    the same quantity as existing_pipeline, so the three add up to it)."""
+    cell = n_g * n_per
+    out = {}
+    for name in CATEGORIES:
+        m = (cat == name) & (exp_per >= 0)
+        out[name] = np.bincount(go[m] * n_per + exp_per[m], weights=amount[m], minlength=cell)
+    for name, col in zip(CATEGORIES, EXISTING_BY_CATEGORY, strict=True):
+        m = cat == name
+        cells = (go[m][:, None] * n_per + np.arange(n_per)[None, :]).ravel()
+        out[col] = np.bincount(cells, weights=(pw[m] * amount[m][:, None]).ravel(), minlength=cell)
+    return out
 
 
 def slip_rate(opps: pd.DataFrame, *, as_of, period: str, lookback_periods: int = 4) -> float:

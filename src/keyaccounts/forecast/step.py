@@ -2,9 +2,12 @@
 
 params: out (required), by, period, periods, target, backtest (bool), from, to, every_days,
 track (bool, default True), tracking_uri. Forecast: the periods table at `out`, and
-`<stem>_funnel`, `<stem>_deals` beside it in the same format. Backtest: the rows at `out`,
-`<stem>.png` chart beside it, `<stem>_summary` table and `<stem>_calibration` (reliability
-table of the per-deal probabilities).
+`<stem>_funnel`, `<stem>_deals` beside it in the same format; grouped by owner (--by owner, or
+targets or rep calls given) also `<stem>_owners` (`owner_outputs`), with rep calls
+`<stem>_disagreements`, with the opportunity_snapshots table `<stem>_reps`. Backtest: the rows
+at `out`, `<stem>.png` chart beside it, `<stem>_summary` table and `<stem>_calibration`
+(reliability table of the per-deal probabilities); with opportunity_snapshots `<stem>_reps`
+(each rep's calls scored beside the model's on the same deal-snapshots).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from .. import io
 from ..config import check_date
@@ -20,7 +24,9 @@ from ..errors import InputError
 from ..outputs import sibling
 from .api import run_forecast
 from .backtest import BacktestResult, backtest_chart, run_backtest
-from .core import ForecastResult
+from .core import ForecastResult, period_table
+from .owners import owner_table, resolve_targets
+from .repcall import attach_rep_calls, calls_as_of, disagreements, has_rep_calls, rep_accuracy, rep_call_table
 
 
 def _date(v, what: str) -> dt.date:
@@ -71,7 +77,11 @@ def forecast_config(p, params: dict[str, Any]):
         if params.get(k) is not None:
             upd[k] = params[k]
     if upd:
-        cfg = cfg.model_validate({**cfg.model_dump(), **upd})
+        try:
+            cfg = cfg.model_validate({**cfg.model_dump(), **upd})
+        except ValidationError as e:  # e.g. --period week: bad input, not an internal error
+            err = e.errors()[0]
+            raise InputError(f"--{err['loc'][0]} {upd.get(err['loc'][0])!r}: {err['msg']}") from None
     return cfg
 
 
@@ -105,6 +115,8 @@ def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
                    io.write_frame(bt.summary, sibling(out, "_summary"), index=False),
                    io.write_frame(bt.calibration, sibling(out, "_calibration"), index=False),
                    io.write_figure(fig, sibling(out, "", ".png"))]
+        if t.opportunity_snapshots is not None:   # whose calls to trust, beside the model's
+            written.append(io.write_frame(_backtest_reps(t, bt, cfg, params), sibling(out, "_reps"), index=False))
         close({"chart": fig})
         for n in bt.notes:
             say(n)
@@ -114,17 +126,76 @@ def step_forecast(loaded, p, params: dict[str, Any], say=print) -> list[Path]:
         return written
     from ..pipeline import require_as_of
     as_of = require_as_of(p)
+    by = owner_grouping(t, params.get("by"))
     res = run_forecast(t.opportunities, as_of=as_of, stage_history=t.stage_history, customers=t.customers,
-                       period=cfg.period, periods=cfg.periods, by=params.get("by"), config=cfg)
+                       period=cfg.period, periods=cfg.periods, by=by, config=cfg)
+    extra = owner_outputs(res, t, cfg, as_of=as_of, by=by, targets_file=_source(p, "targets"))
+    res = ForecastResult(res.periods, res.funnel, extra.pop("deals", res.deals), {**res.info, "by": by})
     written = [io.write_frame(res.periods, out, index=False),
                io.write_frame(res.funnel, sibling(out, "_funnel"), index=False),
                io.write_frame(res.deals, sibling(out, "_deals"), index=False)]
+    written += [io.write_frame(frame, sibling(out, f"_{name}"), index=False) for name, frame in extra.items()]
     for key in ("creation_trend", "recalibration", "probability_note"):
         if res.info.get(key):
             say(f"{key.replace('_', ' ')}: {res.info[key]}")
     _track(p, params, kind="forecast", metrics=_fc_metrics(res), info=res.info, say=say)
     params["_result"] = res
     return written
+
+
+def _backtest_reps(t, bt: BacktestResult, cfg, params: dict[str, Any]) -> pd.DataFrame:
+    """The reps' calls scored beside the backtest's per-deal probabilities: only what was known
+    the day after --to (the backtest scores periods ending by then)."""
+    return rep_accuracy(t.opportunity_snapshots, t.opportunities, period=cfg.period,
+                        as_of=_date(params["to"], "--to") + dt.timedelta(days=1),
+                        periods=params.get("periods") or cfg.backtest_periods, model_probabilities=bt.deal_probabilities,
+                        tolerance_days=_every(params.get("every_days", 7)) - 1)
+
+
+def _source(p, table: str) -> str:
+    spec = p.inputs.get(table)
+    return spec.source if spec is not None else table
+
+
+def owner_grouping(tables, by: str | None) -> str | None:
+    """The forecast's grouping: 'owner' when targets or rep calls are given and no --by was
+    (they are per owner); InputError when --by names another grouping beside targets."""
+    if tables.targets is not None and by not in (None, "owner"):
+        raise InputError(f"targets are per owner, but --by is '{by}': use --by owner (or leave --by out)")
+    if by is None and (tables.targets is not None or has_rep_calls(tables.opportunities)
+                       or tables.opportunity_snapshots is not None):
+        return "owner"
+    return by
+
+
+def owner_outputs(res: ForecastResult, tables, cfg, *, as_of, by: str | None,
+                  targets_file: str = "targets") -> dict[str, pd.DataFrame]:
+    """The extra forecast outputs, by name (written as <stem>_<name>): 'owners' (per owner and
+    period with targets and the rep call) when grouped by owner; with rep calls (the latest
+    snapshot before as_of, else the opportunities' columns: `calls_as_of`) 'deals' (the deals
+    with the rep's call beside the model's) and 'disagreements'; with a snapshot history
+    'reps' (each rep's past calls scored, no model beside them: the backtest adds it)."""
+    if by != "owner":
+        return {}
+    targets = None
+    if tables.targets is not None:
+        owners = set(tables.opportunities["owner"].dropna().astype("str")) if "owner" in tables.opportunities else set()
+        targets = resolve_targets(tables.targets, owners=owners, period=cfg.period, file=targets_file)
+    owners_t = owner_table(res.periods, targets=targets)
+    out: dict[str, pd.DataFrame] = {}
+    calls_now = calls_as_of(tables.opportunities, tables.opportunity_snapshots, as_of=as_of)
+    if has_rep_calls(calls_now):
+        deals = attach_rep_calls(res.deals, calls_now, commit=cfg.commit_threshold, best_case=cfg.best_case_threshold)
+        pt = period_table(as_of, cfg.period, cfg.periods)
+        calls = rep_call_table(deals, pt, as_of=as_of)
+        owners_t = owners_t.merge(calls, on=["owner", "period"], how="left")
+        for c in ("rep_deals", "rep_commit", "rep_best_case", "rep_expected"):
+            owners_t[c] = owners_t[c].fillna(0).astype(calls[c].dtype)
+        out.update(deals=deals, disagreements=disagreements(deals))
+    out["owners"] = owners_t
+    if tables.opportunity_snapshots is not None:
+        out["reps"] = rep_accuracy(tables.opportunity_snapshots, tables.opportunities, as_of=as_of, period=cfg.period)
+    return out
 
 
 def _fc_metrics(res: ForecastResult) -> dict[str, float]:

@@ -116,3 +116,23 @@ def cohort_retention(txns: pd.DataFrame, *, as_of, period: str = "quarter") -> p
     out.index = out.index.astype("str")
     out.index.name, out.columns.name = "cohort", None
     return out
+
+
+def open_pipeline_summary(periods: pd.DataFrame, deals: pd.DataFrame) -> dict:
+    """The open pipeline as every place of the report names it: the deals open at as_of, their
+    amount, and their expected won revenue over the forecast's periods ('open pipeline
+    (expected)': the sum of the periods' existing_pipeline, which is also the sum of the
+    deals' close_probability x amount). `periods`: the team's rows of a forecast."""
+    labels = periods["period"].astype("str").tolist()
+    return {"deals": int(len(deals)), "amount": float(deals["amount"].astype("float64").fillna(0.0).sum()),
+            "expected": float(periods["existing_pipeline"].sum()),
+            "horizon": f"{labels[0]}–{labels[-1]}" if len(labels) > 1 else (labels[0] if labels else "")}
+
+
+def owner_rollup(owners: pd.DataFrame, period: str) -> pd.DataFrame:
+    """The owners table (forecast.owners.owner_table, with the rep call when there is one) for
+    one period, owners by expected revenue (highest first), the team last."""
+    t = owners[owners["period"].astype("str") == str(period)]
+    team = t[t["owner"] == "(all)"]
+    rest = t[t["owner"] != "(all)"].sort_values(["expected", "owner"], ascending=[False, True], kind="stable")
+    return pd.concat([rest, team], ignore_index=True)

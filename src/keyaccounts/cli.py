@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_type_hints
 
 import typer
+import typer.models
 from rich.console import Console
 from rich.table import Table
 
-from .config import MAX_HORIZON_DAYS, TABLES, InputSpec, Pipeline, check_date, load_pipeline, parse_columns
+from .config import MAX_HORIZON_DAYS, TABLES, InputSpec, Pipeline, check_date, expand_option, load_pipeline, parse_columns
 from .errors import InputError, decide_exit, decided_exit
 from .quality import QualityReport
 from .sql import LABEL_PREFIX as SQL_LABEL
@@ -154,6 +155,34 @@ def _exit_for(e: BaseException, swallowed: int | None):
     return typer.Exit(1)
 
 
+def _option_names(fn) -> dict[str, str]:
+    """parameter -> how the user writes it: the option's first long name, an argument in capitals."""
+    names = {}
+    for name, hint in get_type_hints(fn, include_extras=True).items():
+        for meta in getattr(hint, "__metadata__", ()):
+            if isinstance(meta, typer.models.ArgumentInfo):
+                names[name] = name.upper()
+            elif isinstance(meta, typer.models.OptionInfo):
+                # with Annotated, typer takes a leading '--name' passed as the default for a name
+                first = (meta.default,) if isinstance(meta.default, str) else ()
+                decls = [d for d in (*first, *(meta.param_decls or ())) if d.startswith("--")]
+                names[name] = decls[0] if decls else "--" + name.replace("_", "-")
+    return names
+
+
+def _expanded_paths(fn, kwargs: dict) -> dict:
+    """The command's path options (and --tracking-uri) expanded by the rule of a pipeline's paths:
+    ${VAR}, $VAR and ~; an unset ${VAR} is bad input naming the option, never a literal '${VAR}'
+    folder (outputs) or an internal error (inputs)."""
+    todo = {k: v for k, v in kwargs.items() if isinstance(v, Path) or (k == "tracking_uri" and isinstance(v, str))}
+    names = _option_names(fn) if todo else {}
+    out = dict(kwargs)
+    for k, v in todo.items():
+        text = expand_option(str(v), names.get(k, "--" + k.replace("_", "-")))
+        out[k] = Path(text) if isinstance(v, Path) else text
+    return out
+
+
 def guarded(fn):
     """Turn known failures into a message and an exit code, never a traceback."""
     @functools.wraps(fn)
@@ -167,7 +196,7 @@ def guarded(fn):
         decide_exit(None)
         try:
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **_expanded_paths(fn, kwargs))
                 decide_exit(0)  # outputs committed: a signal from here on keeps exit code 0
                 return result
             except typer.Exit as e:
@@ -320,8 +349,19 @@ def _load_and_run(title: str, p: Pipeline, loose: dict[str, str], step: str = ""
             with sp.step(step):
                 for w in fn(loaded, sp):
                     sp.wrote(w)
+    decide_exit(0)  # outputs committed: a signal while "done" prints (or after) keeps exit code 0
     out_console.print(sp.summary(f"{title}: done in {time.perf_counter() - t0:.1f}s"))
     return loaded
+
+
+def _spark_outputs(title: str, p: Pipeline, params: dict):
+    """For a command's Spark branch: its outputs checked as a local command's are, before any
+    work (a Parquet folder may replace a previous run's folder), and the output set that renames
+    them into place only when the whole command succeeded."""
+    from . import io, outputs
+    inputs = [s.path for s in p.inputs.values() if s.path]
+    io.check_outputs([(title, params, "")], inputs, spark_steps=("",))
+    return outputs.transaction(inputs)
 
 
 @app.command()
@@ -339,13 +379,19 @@ def synth(
     ramping: Annotated[bool, typer.Option(
         "--ramping-funnel", help="Opportunities = a lead funnel with no loss records and a sales team ramping "
         "up (synth.ramping_funnel: one open stage 'lead'); no stage history is written.")] = False,
+    rep_calls: Annotated[bool, typer.Option(
+        "--rep-calls", help="Also the reps' weekly forecast calls (synth.rep_calls: reps of different optimism): "
+        "rep_probability and rep_category on the opportunities and an opportunity_snapshots table.")] = False,
 ) -> None:
     """Generate synthetic tables (transactions, customers, invoices, opportunities, stage
     history, and the latent truth) with known behaviour: churners, growers, late payers, deals."""
     from . import io, outputs
     from .synth import ramping_funnel, synthesize
+    from .synth import rep_calls as weekly_calls
     if fmt not in ("csv", "parquet"):
         raise InputError("--format must be csv or parquet")
+    if ramping and rep_calls:
+        raise InputError("--rep-calls needs the stage history that --ramping-funnel does not write: use one of them")
     outputs.check_generator_folder(out, replace=replace)
     s, e = _parse_date(start, "--start"), _parse_date(end, "--end")
     if s >= e:
@@ -357,6 +403,8 @@ def synth(
     if ramping:
         frames["opportunities"] = ramping_funnel(seed=seed, start=str(s), end=str(e))
         del frames["stage_history"]   # the funnel records only created and won dates
+    if rep_calls:
+        frames["opportunities"], frames["opportunity_snapshots"] = weekly_calls(tables, seed=seed)
     with outputs.transaction():  # all the tables or none
         paths = io.write_tables(frames, out, fmt)
     for n, pth in paths.items():
@@ -406,9 +454,11 @@ def features(
             raise InputError("--deals-out runs on the local engine only (deal tables are small): drop --engine spark")
         from .engines.spark import run_features
         t0 = time.perf_counter()
-        for w in run_features(p, loose_columns=loose, out=out, master=p.engine.spark_master,
-                              say=out_console.print, on_reports=print_quality):
-            out_console.print(f"wrote {w}")
+        with _spark_outputs("features", p, {"out": out}):
+            for w in run_features(p, loose_columns=loose, out=out, master=p.engine.spark_master,
+                                  say=out_console.print, on_reports=print_quality):
+                out_console.print(f"wrote {w}")
+        decide_exit(0)  # outputs committed
         out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
         return
     _load_and_run("features", p, loose, "features", lambda loaded, sp: step_features(
@@ -425,6 +475,7 @@ def run(
     """Run a pipeline YAML: load and validate its inputs once, then run its steps in order
     (features/train/score on Spark with engine.name spark, small inputs staying local)."""
     from .pipeline import STEPS, plan_steps
+    from .results import StepResults
     p, _ = build_pipeline(pipeline, as_of=as_of)
     p = _with_engine(p, engine, spark_master)
     if not p.steps:
@@ -436,7 +487,8 @@ def run(
     from . import io, outputs
     inputs = [s.path for s in p.inputs.values()] + [s.params.get("compare_to") for s in plan]
     inputs = [i for i in inputs if i]
-    io.check_outputs([(s.name, s.params, f"steps[{i}].{s.name}.") for i, s in enumerate(plan, 1)], inputs)
+    io.check_outputs([(s.name, s.params, f"steps[{i}].{s.name}.") for i, s in enumerate(plan, 1)], inputs,
+                     spark_steps=[f"steps[{i}].{s.name}." for i, s in enumerate(plan, 1) if s.engine == "spark"])
     from .forecast.step import backtest_snapshots
     for s in plan:
         if s.name == "forecast" and s.params.get("backtest"):
@@ -451,16 +503,20 @@ def run(
             from .engines.spark_steps import SparkInputs
             with sp.step("load and validate on Spark"):
                 spark_in = SparkInputs(p, say=sp.say, on_reports=print_quality)
+        results = StepResults()
         for i, s in enumerate(plan, 1):
             fn = STEPS[s.name]
             # the local steps that build customer features also take build_features' progress callback
             kw = ({"on_family": sp.families()}
                   if s.engine == "local" and "on_family" in inspect.signature(fn).parameters else {})
+            if s.engine == "local" and "results" in inspect.signature(fn).parameters:
+                kw["results"] = results  # the score/forecast results the report renders
             with sp.step(f"step {i}/{len(plan)} {s.name}"):
                 if s.why:
                     sp.say(f"engine: {s.engine} ({s.why})")
                 for w in s.run(spark_in if s.engine == "spark" else loaded, p, say=sp.say, **kw):
                     sp.wrote(w)
+    decide_exit(0)  # outputs committed: a signal while the summary prints keeps exit code 0
     out_console.print(sp.summary(f"{p.name}: summary"))
 
 
@@ -515,8 +571,10 @@ def train(
         out_console.print(f"engine: {chosen} ({why})")
         if chosen == "spark":
             from .engines.spark_train import run_train
-            for w in run_train(p, loose_columns=loose, say=out_console.print, on_reports=print_quality):
-                out_console.print(f"exported {w}")
+            with _spark_outputs("train", p, {}):  # the exported bundles: all or none
+                for w in run_train(p, loose_columns=loose, say=out_console.print, on_reports=print_quality):
+                    out_console.print(f"exported {w}")
+            decide_exit(0)  # bundles committed
             out_console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
             return
     _load_and_run("train", p, loose, "train", lambda loaded, sp: step_train(loaded, p, {}, say=sp.say))
@@ -591,14 +649,17 @@ def score(
     p = _with_engine(p, engine, spark_master)
     if p.engine.name == "spark":
         from .engines.spark_score import choose_engine
-        chosen, why = choose_engine(p, "scoring")
-        out_console.print(f"engine: {chosen} ({why})")
+        with _spark_outputs("score", p, params):  # checked before the rows are counted
+            chosen, why = choose_engine(p, "scoring")
+            out_console.print(f"engine: {chosen} ({why})")
+            if chosen == "spark":
+                if compare_to:  # never silently dropped: the comparison is written by the local step only
+                    raise InputError("--compare-to works with the local engine only: drop it or use --engine local")
+                from .engines.spark_score import run_score
+                for w in run_score(p, loose_columns=loose, params=params, say=out_console.print,
+                                   on_reports=print_quality):
+                    out_console.print(f"wrote {w}")
         if chosen == "spark":
-            if compare_to:  # never silently dropped: the comparison is written by the local step only
-                raise InputError("--compare-to works with the local engine only: drop it or use --engine local")
-            from .engines.spark_score import run_score
-            for w in run_score(p, loose_columns=loose, params=params, say=out_console.print, on_reports=print_quality):
-                out_console.print(f"wrote {w}")
             return
     _load_and_run("score", p, loose, "score",
                   lambda loaded, sp: step_score(loaded, p, params, say=sp.say, on_family=sp.families()), params=params)
@@ -641,11 +702,20 @@ def report(
     from_bundle: Annotated[bool, typer.Option(
         "--from-bundle", help="Score with the models/ bundles (no model cards) instead of the MLflow registry.")] = False,
     compare_to: CompareTo = None,
+    scores: Annotated[Path | None, typer.Option(
+        "--scores", help="Render this account list of `keyaccounts score` (.csv/.parquet, same as_of; its "
+        "<stem>_deals beside it when present) instead of scoring again.")] = None,
+    deal_scores: Annotated[Path | None, typer.Option(
+        "--deal-scores", help="The open-deals list of that score run, when not <stem>_deals beside --scores.")] = None,
+    forecast_file: Annotated[Path | None, typer.Option(
+        "--forecast", help="Render this periods table of `keyaccounts forecast` (with its <stem>_funnel and "
+        "<stem>_deals beside it) instead of forecasting again.")] = None,
 ) -> None:
     """HTML report for managers and sales ops as of a date: headline numbers, key accounts with tiers
     and reasons, tier distribution and the 80/20 curve, KAISM matrix, value at risk, funnel,
     forecast with P10-P90 and backtest accuracy, model cards, data quality and drift warnings.
-    Needs trained champions (keyaccounts train) for the horizon."""
+    Needs trained champions (keyaccounts train) for the horizon. Renders the --scores / --forecast
+    files when given (and says so); what is not given is computed (and said)."""
     from .pipeline import require_as_of, step_report
     p, loose = _pipeline_from(locals())
     p = _with_horizon(p, horizon_days, tracking_uri)
@@ -654,8 +724,9 @@ def report(
         p = p.model_copy(update={"report": p.report.model_copy(update=upd)})
     require_as_of(p)
     _load_and_run("report", p, loose, "report", lambda loaded, sp: step_report(
-        loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry", "compare_to": compare_to},
-        say=sp.say), params={"out": out, "compare_to": compare_to})
+        loaded, p, {"out": out, "prefer": "bundle" if from_bundle else "registry", "compare_to": compare_to,
+                    "scores": scores, "deal_scores": deal_scores, "forecast": forecast_file}, say=sp.say),
+        params={"out": out, "compare_to": compare_to})
     out_console.print(f"open it: file://{Path(out).absolute().as_posix()}")
 
 
@@ -685,6 +756,7 @@ def demo(
     if res.report:
         t.add_row("HTML report", f"file://{res.report.as_posix()}")
     for name, label in (("score", "ranked accounts / deals"), ("forecast", "funnel forecast (periods, funnel)"),
+                        ("backtest", "forecast backtest (rows, summary)"),
                         ("features", "features"), ("validate", "data quality"), ("synthetic data", "input tables")):
         if res.outputs.get(name):
             t.add_row(label, ", ".join(str(f) for f in res.outputs[name][:2]) + (" ..." if len(res.outputs[name]) > 2 else ""))
@@ -711,6 +783,12 @@ def forecast(
              "forecast.backtest_periods, 1).", min=1, max=24)] = None,
     by: Annotated[str | None, typer.Option(help="Also per owner, region (needs --customers) or product.")] = None,
     target: Annotated[float | None, typer.Option(help="Revenue target per period: pipeline coverage.")] = None,
+    targets: Annotated[Path | None, typer.Option(
+        help="Targets file: owner, period ('2017Q3', '2017-07' or a date in it), target; writes <stem>_owners "
+             "with attainment (or inputs.targets).")] = None,
+    snapshots: Annotated[Path | None, typer.Option(
+        help="The reps' call history: opportunity_id, snapshot_date, rep_probability (owner, stage, amount, "
+             "expected_close_date, rep_category); writes <stem>_reps (or inputs.opportunity_snapshots).")] = None,
     backtest: Annotated[bool, typer.Option("--backtest", help="Replay snapshots --from..--to instead.")] = False,
     from_: Annotated[str | None, typer.Option("--from", help="First backtest snapshot YYYY-MM-DD.")] = None,
     to: Annotated[str | None, typer.Option(
@@ -723,12 +801,20 @@ def forecast(
 ) -> None:
     """Funnel forecast as of a date: expected won revenue per period (closed won so far, existing
     and new pipeline) with P10/P50/P90, commit/best case/pipeline, funnel statistics, and the
-    stage-weighted and naive baselines beside it; or, with --backtest, its accuracy at past snapshots."""
+    stage-weighted and naive baselines beside it; or, with --backtest, its accuracy at past snapshots.
+    With targets or the reps' calls (rep_probability / rep_category on the opportunities) also per
+    owner: target attainment and the rep call beside the model (the weekly forecast call)."""
     from .forecast.step import step_forecast
     p, loose = build_pipeline(pipeline, customers=customers, opportunities=opportunities,
                               stage_history=stage_history, columns=columns, as_of=as_of, date_format=date_format)
     if tracking_uri:
         p = p.model_copy(update={"tracking_uri": tracking_uri})
+    for name, path in (("targets", targets), ("opportunity_snapshots", snapshots)):
+        if path is not None:   # a file given here replaces the YAML's, keeping its mapping and read options
+            old = p.inputs.get(name) or InputSpec(path=str(path))
+            read = old.read.model_copy(update={"date_format": date_format}) if date_format else old.read
+            p = p.model_copy(update={"inputs": {**p.inputs, name: InputSpec(path=str(path), columns=old.columns,
+                                                                             read=read)}})
     if not backtest:
         from .pipeline import require_as_of
         require_as_of(p)

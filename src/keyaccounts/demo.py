@@ -10,6 +10,7 @@ models/ contents are git-ignored) and the pipeline's own tracking setting applie
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ from typing import Any, Protocol
 from . import io
 from .config import Pipeline, load_pipeline
 from .errors import InputError
+from .pipeline import STEPS, load_inputs
+from .results import StepResults
+from .synth import synthesize
+from .tracking import resolve_tracking_uri
 
 DEMO_PIPELINE = Path("pipelines") / "demo.yaml"
 TABLES = ("transactions", "customers", "invoices", "opportunities", "stage_history", "latent")
@@ -99,10 +104,6 @@ def rebase_pipeline(p: Pipeline, base: Path) -> tuple[Pipeline, list[dict[str, d
 def run_demo(*, workdir: str | Path | None = None, pipeline: str | Path | None = None, customers: int = 2000,
              seed: int = 7, steps: Steps | None = None) -> DemoResult:
     """Run the demo end to end (see module docstring); return where everything went."""
-    from .pipeline import STEPS, load_inputs
-    from .synth import synthesize
-    from .tracking import resolve_tracking_uri
-
     t0 = time.perf_counter()
     ui = steps or Quiet()
     base = Path(workdir).absolute() if workdir is not None else Path.cwd()
@@ -133,12 +134,17 @@ def run_demo(*, workdir: str | Path | None = None, pipeline: str | Path | None =
         for r in loaded.reports:
             ui.say(f"{r.table}: {r.rows_read:,} rows read, {r.rows_kept:,} kept")
 
+    results = StepResults()  # each step's typed result, for the steps after it (the report renders them)
     for step in plan:
         (name, params), = step.items()
         with ui.step(name):
-            files = STEPS[name](loaded, p, {**common, **params}, say=ui.say)
+            fn = STEPS[name]
+            kw = {"results": results} if "results" in inspect.signature(fn).parameters else {}
+            files = fn(loaded, p, {**common, **params}, say=ui.say, **kw)
             for f in files:
                 ui.wrote(f)
-            result.outputs[name] = [Path(f) for f in files]
+            # a backtest is its own entry: the forecast's files stay what "forecast" lists
+            key = "backtest" if name == "forecast" and params.get("backtest") else name
+            result.outputs[key] = [Path(f) for f in files]
     result.seconds = time.perf_counter() - t0
     return result

@@ -6,21 +6,31 @@ import difflib
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import io
+from . import io, plots
+from .changes import changes_path, compare_lists, previous_list
 from .config import TABLES, Pipeline
+from .engines.spark_score import choose_engine  # does not import pyspark
+from .engines.spark_steps import SPARK_STEPS
 from .errors import InputError
 from .features import Tables, build_features, deals
+from .forecast import BacktestResult, ForecastResult
+from .forecast.step import forecast_config
+from .forecast.step import step_forecast as run_forecast_step
 from .outputs import score_deals_path
-from .quality import QualityReport, as_of_problem, id_match_warning
+from .quality import QualityReport, as_of_problem, id_match_warning, summary_frame
+from .report import build_report
+from .results import ForecastOutcome, ScoreResult, StepResults, read_forecast_files, read_score_files
 from .schemas import SPECS, prepare_table
+from .score import parse_reasons, score_accounts_and_features, score_deals_and_features, tier_counts
 from .tiers import criteria_columns
-from .tracking import tracker_for
+from .tracking import TrackingUnavailable, data_fingerprint, tracker_for
+from .train import train_customer_models, train_deal
 
 
 @dataclass
@@ -148,7 +158,6 @@ def step_features(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print
 
 def step_validate(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Inputs are validated on load; optionally write the quality summary."""
-    from .quality import summary_frame
     if params.get("out"):
         return [io.write_frame(summary_frame(loaded.reports), params["out"], index=False)]
     return []
@@ -160,8 +169,6 @@ def _tables_dict(t: Tables) -> dict[str, pd.DataFrame]:
 
 def step_train(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
     """Train churn, value (and deal, with opportunities) as of p.as_of; log, register, gate."""
-    from .tracking import data_fingerprint
-    from .train import train_customer_models, train_deal
     as_of = require_as_of(p)
     tracker = tracker_for(p, params)
     tracker.check()  # before minutes of training, not after
@@ -216,7 +223,6 @@ def training_settings(p: Pipeline) -> str:
 def log_trained(tracker, tms: list, *, say=print) -> list[Path]:
     """Log, register and gate each TrainedModel (either engine); say the metric against the
     baselines and the gate's verdict; returns the exported champion bundles."""
-    from . import plots
     written = []
     for tm in tms:
         res = tracker.log_training(tm)
@@ -234,7 +240,6 @@ def log_trained(tracker, tms: list, *, say=print) -> list[Path]:
 def check_score_params(params: dict[str, Any]) -> None:
     """Every option of the score step checked before any data is read or scored: output paths
     and formats, --by, --reasons."""
-    from .score import parse_reasons
     if not params.get("out"):
         raise InputError("score step needs 'out: PATH'")
     for key in ("out", "deals_out"):
@@ -263,16 +268,15 @@ def check_compare_to(previous, out) -> None:
 
 def read_previous_list(path) -> pd.DataFrame:
     """The validated previous account list for --compare-to (see changes.previous_list)."""
-    from .changes import previous_list
     return previous_list(io.read_frame(path), file=str(path))
 
 
-def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None) -> list[Path]:
+def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, on_family=None,
+               results: StepResults | None = None) -> list[Path]:
     """Ranked account (and open-deal) lists with the champions, tiers and reasons; written
     atomically; the run is logged to MLflow. params: out, deals_out, prefer, reasons, rank_by,
-    by (owner|region), top, compare_to (a previous list: <stem>_changes.csv, keyaccounts.changes)."""
-    from .score import score_accounts, score_deals, tier_counts
-    from .tracking import TrackingUnavailable, data_fingerprint
+    by (owner|region), top, compare_to (a previous list: <stem>_changes.csv, keyaccounts.changes).
+    With `results`, leaves a ScoreResult there for the steps after it (the report)."""
     as_of = require_as_of(p)
     check_score_params(params)
     previous = read_previous_list(params["compare_to"]) if params.get("compare_to") else None  # bad: exit 2 first
@@ -285,14 +289,19 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, o
     except TrackingUnavailable as e:  # the sha256-checked bundles still serve
         say(f"[yellow]warning[/]: {e.message}; scoring from the models/ bundles, the run is not logged")
         opts["prefer"] = "bundle"
-    accounts, versions = score_accounts(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                        tracker=tracker, rank_by=params.get("rank_by", "composite_score"),
-                                        say=say, on_family=on_family, **opts)
-    deals_df = None
+    rank_by = params.get("rank_by", "composite_score")
+    accounts, versions, features = score_accounts_and_features(
+        loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p, tracker=tracker, rank_by=rank_by,
+        say=say, on_family=on_family, **opts)
+    deals_df = deal_feats = None
     if loaded.tables.opportunities is not None:
-        deals_df, dv = score_deals(loaded.tables, as_of=as_of, horizon_days=p.horizon_days, p=p,
-                                   tracker=tracker, say=say, **opts)
+        deals_df, dv, deal_feats = score_deals_and_features(loaded.tables, as_of=as_of, horizon_days=p.horizon_days,
+                                                            p=p, tracker=tracker, say=say, **opts)
         versions.update(dv)
+    if results is not None:
+        results.score = ScoreResult(accounts=accounts, deals=deals_df, versions=dict(versions), features=features,
+                                    deal_features=deal_feats, reasons=opts["reasons"],
+                                    complete=rank_by == "composite_score" and not by and not opts["top"])
     say(f"writing {len(accounts):,} accounts to {params['out']}")
     # What the Excel "Read me" sheet tells the reader (CSV/Parquet ignore it).
     meta = {"as_of": as_of, "horizon_days": p.horizon_days, "versions": versions, "by": by, "top": opts["top"],
@@ -322,7 +331,6 @@ def step_score(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print, o
 
 def write_changes(accounts: pd.DataFrame, previous: pd.DataFrame, out, p: Pipeline, say=print) -> Path:
     """<stem>_changes.csv beside `out`: what changed against the previous list (keyaccounts.changes)."""
-    from .changes import changes_path, compare_lists
     ch = compare_lists(accounts, previous, risk_high=p.report.risk_high)
     target = changes_path(out)
     say(f"changes since {ch.as_of_before}: " + ", ".join(f"{k} {v:,}" for k, v in ch.counts.items())
@@ -330,11 +338,13 @@ def write_changes(accounts: pd.DataFrame, previous: pd.DataFrame, out, p: Pipeli
     return io.write_frame(ch.rows, target, index=False)
 
 
-def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
+def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print,
+                results: StepResults | None = None) -> list[Path]:
     """The self-contained HTML report (keyaccounts.report) to params['out'], written
     atomically. params: out, prefer (registry|bundle), tracking_uri, models_dir, compare_to
-    (a previous score list: the "What changed" section)."""
-    from .report import build_report
+    (a previous score list: the "What changed" section), scores / deal_scores / forecast (files
+    of earlier score / forecast runs to render). `results`: the score and forecast steps' results of this
+    run, rendered rather than recomputed; what is neither given nor in `results` is computed (said)."""
     require_as_of(p)
     if not params.get("out"):
         raise InputError("report step needs 'out: PATH'")
@@ -342,17 +352,44 @@ def step_report(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) 
     if params.get("compare_to"):
         check_compare_to(params["compare_to"], params["out"])
         previous = read_previous_list(params["compare_to"])
+    given = results or StepResults()
+    scores, fc = given.score, given.forecast
+    if params.get("scores"):
+        scores = read_score_files(params["scores"], as_of=p.as_of, deals_path=params.get("deal_scores"))
+    if params.get("forecast"):
+        fc = read_forecast_files(params["forecast"], config=forecast_config(p, {}))
+    for what, res in (("scores", scores), ("forecast", fc)):
+        if res is not None:
+            say(f"{what}: rendering the results of {res.source}")
     rep = build_report(loaded, p, tracker=tracker_for(p, params), prefer=params.get("prefer", "registry"),
-                       progress=say, previous=previous)
+                       progress=say, previous=previous, scores=scores, forecast=fc)
     for w in rep.warnings:
         say(f"[yellow]drift warning[/]: {w}")
     return [io.write_text(rep.html, params["out"])]
 
 
-def step_forecast(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print) -> list[Path]:
-    """Funnel forecast (or backtest) from the opportunities; see keyaccounts.forecast.step."""
-    from .forecast.step import step_forecast as run
-    return run(loaded, p, params, say=say)
+def step_forecast(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print,
+                  results: StepResults | None = None) -> list[Path]:
+    """Funnel forecast (or backtest) from the opportunities; see keyaccounts.forecast.step. With
+    `results`, the forecast (or backtest) is left there for the report."""
+    own = dict(params)  # forecast.step leaves its result under '_result' of the dict it is given
+    written = run_forecast_step(loaded, p, own, say=say)
+    if results is not None:
+        done = own.get("_result")
+        prev = results.forecast or ForecastOutcome()
+        if isinstance(done, BacktestResult):
+            results.forecast = replace(prev, backtest=done, backtest_window=backtest_window(own))
+        elif isinstance(done, ForecastResult):
+            results.forecast = replace(prev, forecast=done, config=forecast_config(p, own))
+    return written
+
+
+def backtest_window(params: dict[str, Any]) -> tuple[dt.date, dt.date, int]:
+    """(from, to, every_days) of a backtest step whose run succeeded (so they parse)."""
+    def day(v) -> dt.date:
+        return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
+    every = str(params.get("every_days", 7)).strip().lower().removesuffix("d")
+    return day(params["from"]), day(params["to"]), int(every)
 
 
 @dataclass
@@ -368,7 +405,6 @@ class PlannedStep:
         """inputs: a Loaded for the local engine (`kw` passed to its step), an
         engines.spark_steps.SparkInputs for Spark."""
         if self.engine == "spark":
-            from .engines.spark_steps import SPARK_STEPS
             return SPARK_STEPS[self.name](inputs, p, self.params, say=say)
         return STEPS[self.name](inputs, p, self.params, say=say, **kw)
 
@@ -383,7 +419,6 @@ def plan_steps(p: Pipeline) -> list[PlannedStep]:
     plan = [PlannedStep(name, dict(params or {})) for step in p.steps for name, params in step.items()]
     if p.engine.name != "spark":
         return plan
-    from .engines.spark_score import choose_engine  # does not import pyspark
     chosen: dict[str, tuple[str, str]] = {}
     for s in plan:
         if s.name == "features":

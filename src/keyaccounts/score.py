@@ -15,8 +15,10 @@ import pandas as pd
 
 from .config import Pipeline
 from .errors import InputError
-from .features import Tables, build_features, potential
-from .tiers import POTENTIAL_COLUMNS, SCORE_INPUTS, check_criteria, criteria_columns, uses_potential
+from .explain import explain_accounts
+from .features import Tables, build_features, deals, potential
+from .tiers import POTENTIAL_COLUMNS, SCORE_INPUTS, assign_tiers, check_criteria, criteria_columns, uses_potential
+from .tracking import model_name
 from .train import btyd_baseline
 
 RANK_BY = ("composite_score", "value_at_risk", "expected_value", "churn_probability")
@@ -105,9 +107,18 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
                    on_family=None) -> tuple[pd.DataFrame, dict[str, str]]:
     """The ranked account list (see module docstring). `say(message)` hears the sub-steps,
     `on_family` is build_features' progress callback; neither changes the result."""
-    from .explain import explain_accounts
-    from .tiers import assign_tiers
-    from .tracking import model_name
+    out, versions, _ = score_accounts_and_features(tables, as_of=as_of, horizon_days=horizon_days, p=p,
+                                                   tracker=tracker, prefer=prefer, reasons=reasons, rank_by=rank_by,
+                                                   by=by, top=top, say=say, on_family=on_family)
+    return out, versions
+
+
+def score_accounts_and_features(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
+                                prefer: str = "registry", reasons: str = "all", rank_by: str = "composite_score",
+                                by: str | None = None, top: int | None = None, say=None,
+                                on_family=None) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """score_accounts plus the customer features the accounts were scored from (every customer
+    with a purchase before as_of): the report measures drift on them instead of building them again."""
     say = say or (lambda message: None)
     parse_reasons(reasons)
     say("building customer features")
@@ -150,7 +161,7 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
     # Reasons after the cut: the reference point is fixed at training, so explaining only the
     # written rows gives each account the same reasons as explaining everyone.
     if parse_reasons(reasons)[0] == "none":
-        return out, versions
+        return out, versions, f
     chosen = reason_rows(out, reasons, by)
     for fam in ("churn", "value"):
         say(f"SHAP reasons ({fam}) for {len(chosen):,} accounts")
@@ -164,7 +175,7 @@ def score_accounts(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipe
         for side in ("up", "down"):
             out.insert(out.columns.get_loc("churn_model_version"), f"{fam}_reasons_{side}",
                        _fill(out.index, chosen, None if r is None else r[f"reasons_{side}"]))
-    return out, versions
+    return out, versions, f
 
 
 def tier_inputs(tables: Tables, f: pd.DataFrame, *, as_of: dt.date, p: Pipeline) -> pd.DataFrame:
@@ -216,9 +227,15 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
                 top: int | None = None, say=None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Open deals at as_of ranked by expected revenue = close_probability x amount; `say`
     hears the sub-steps."""
-    from .explain import explain_accounts
-    from .features import deals
-    from .tracking import model_name
+    out, versions, _ = score_deals_and_features(tables, as_of=as_of, horizon_days=horizon_days, p=p, tracker=tracker,
+                                                prefer=prefer, reasons=reasons, by=by, top=top, say=say)
+    return out, versions
+
+
+def score_deals_and_features(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipeline, tracker,
+                             prefer: str = "registry", reasons: str = "all", by: str | None = None,
+                             top: int | None = None, say=None) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """score_deals plus the open-deal features the deals were scored from (for the report's drift)."""
     say = say or (lambda message: None)
     say("building deal features")
     d = deals(tables.opportunities, as_of=as_of, open_stages=p.stages.open, stage_history=tables.stage_history,
@@ -236,17 +253,17 @@ def score_deals(tables: Tables, *, as_of: dt.date, horizon_days: int, p: Pipelin
     by = by if by in out.columns else None
     out = keep_top(rank_rows(out, "expected_revenue", by), top, by)
     if not len(out) or parse_reasons(reasons)[0] == "none" or card.get("refused_reason"):
-        return out, {name: str(card.get("version"))}
+        return out, {name: str(card.get("version"))}, d
     chosen = reason_rows(out, reasons, by)
     say(f"SHAP reasons (deal) for {len(chosen):,} open deals")
     try:
         r = explain_accounts(model, X.loc[chosen], d.loc[chosen], n=3, kind="deal") if len(chosen) else None
     except ValueError:  # the stage-rate fallback has no per-feature contributions
-        return out, {name: str(card.get("version"))}
+        return out, {name: str(card.get("version"))}, d
     for side in ("up", "down"):
         out.insert(out.columns.get_loc("deal_model_version"), f"reasons_{side}",
                    _fill(out.index, chosen, None if r is None else r[f"reasons_{side}"]))
-    return out, {name: str(card.get("version"))}
+    return out, {name: str(card.get("version"))}, d
 
 
 def tier_counts(accounts: pd.DataFrame) -> dict[str, float]:

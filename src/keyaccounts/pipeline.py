@@ -20,7 +20,7 @@ from .engines.spark_steps import SPARK_STEPS
 from .errors import InputError
 from .features import Tables, build_features, deals
 from .forecast import BacktestResult, ForecastResult
-from .forecast.step import forecast_config
+from .forecast.step import backtest_window, forecast_config
 from .forecast.step import step_forecast as run_forecast_step
 from .outputs import score_deals_path
 from .quality import QualityReport, as_of_problem, id_match_warning, summary_frame
@@ -382,14 +382,6 @@ def step_forecast(loaded: Loaded, p: Pipeline, params: dict[str, Any], say=print
         elif isinstance(done, ForecastResult):
             results.forecast = replace(prev, forecast=done, config=forecast_config(p, own))
     return written
-
-
-def backtest_window(params: dict[str, Any]) -> tuple[dt.date, dt.date, int]:
-    """(from, to, every_days) of a backtest step whose run succeeded (so they parse)."""
-    def day(v) -> dt.date:
-        return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
-    every = str(params.get("every_days", 7)).strip().lower().removesuffix("d")
-    return day(params["from"]), day(params["to"]), int(every)
 
 
 @dataclass

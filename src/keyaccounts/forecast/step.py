@@ -66,6 +66,10 @@ def backtest_snapshots(params: dict[str, Any]) -> int:
     return n
 
 
+def backtest_window(params: dict[str, Any]) -> tuple[dt.date, dt.date, int]:
+    """(from, to, every_days) of the backtest in `params`, parsed as the backtest step parses them."""
+    return _date(params["from"], "--from"), _date(params["to"], "--to"), _every(params.get("every_days", 7))
+
 def forecast_config(p, params: dict[str, Any]):
     """The pipeline's forecast config with the stage order defaulted to stages.open and
     command-line overrides (period, periods, target) applied."""
